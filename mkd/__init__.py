@@ -1,0 +1,1 @@
+"""Offline flow: data and splits, the CoT grammar, evaluation, and (later) the teacher, students and MKD."""
