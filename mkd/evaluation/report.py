@@ -1,0 +1,90 @@
+"""``relevance evaluate``: score a labelled pairs file, compute overall and long-tail metrics, write the report
+(JSON, per-pair scores, ROC and PR curve plots)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mkd.data import Pair, default_pairs_path, load_pairs, split_pairs, write_pairs
+from mkd.evaluation.longtail import LongTail
+from mkd.evaluation.metrics import compute_metrics
+from mkd.evaluation.scorers import PairScorer, load_scorer
+
+
+def reference_long_tail(min_queries: int = 3) -> LongTail:
+    """The long-tail definition against the train split of the vendored data."""
+    train = split_pairs(load_pairs(default_pairs_path()))["train"]
+    return LongTail((pair.query for pair in train), min_queries=min_queries)
+
+
+def evaluate_scores(pairs: Sequence[Pair], scores: np.ndarray, long_tail: LongTail,
+                    ) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics overall, on the long-tail slice and on the rest (head); also returns the long-tail mask."""
+    queries = [pair.query for pair in pairs]
+    ratings = np.array([pair.relevance for pair in pairs], dtype=np.float64)
+    result: dict[str, Any] = compute_metrics(queries, ratings, scores)
+    mask = np.array([long_tail.is_long_tail(q) for q in queries], dtype=bool)
+    tail = compute_metrics([q for q, m in zip(queries, mask, strict=True) if m], ratings[mask], scores[mask])
+    head = compute_metrics([q for q, m in zip(queries, mask, strict=True) if not m], ratings[~mask], scores[~mask])
+    result["long_tail"] = {"definition": long_tail.definition, "share": float(mask.mean()), **tail}
+    result["head"] = head
+    return result, mask
+
+
+def write_plots(out: Path, good: np.ndarray, scores: np.ndarray, tail_mask: np.ndarray, title: str) -> list[Path]:
+    """ROC curve (Good positive) and PR curve (Bad positive), overall and on the long-tail slice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    slices = [("all", np.ones_like(tail_mask)), ("long tail", tail_mask), ("head", ~tail_mask)]
+    paths = []
+    for kind in ("roc", "pr_bad"):
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        for name, mask in slices:
+            y, s = good[mask], scores[mask]
+            if len(np.unique(y)) < 2:
+                continue
+            if kind == "roc":
+                RocCurveDisplay.from_predictions(y, s, name=f"{name} (n={mask.sum()})", ax=ax)
+            else:
+                PrecisionRecallDisplay.from_predictions(~y, -s, name=f"{name} (n={mask.sum()})", ax=ax)
+        ax.set_title(f"{title}: {'ROC (Good positive)' if kind == 'roc' else 'Precision-recall (Bad positive)'}")
+        ax.grid(alpha=0.3)
+        path = out / f"{kind}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def run_evaluation(pairs_path: Path, model: str, out: Path | None = None, *, long_tail_min_queries: int = 3,
+                   show_progress: bool = True, scorer: PairScorer | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on ``pairs_path``; returns the JSON-ready report (also written under ``out``)."""
+    pairs = load_pairs(pairs_path)
+    scorer = scorer or load_scorer(model, show_progress=show_progress)
+    started = time.perf_counter()
+    scores = np.asarray(scorer.score(pairs), dtype=np.float64)
+    seconds = time.perf_counter() - started
+    if scores.shape != (len(pairs),):
+        raise RuntimeError(f"model {model!r} returned {scores.shape} scores for {len(pairs)} pairs")
+    report, mask = evaluate_scores(pairs, scores, reference_long_tail(long_tail_min_queries))
+    report = {"model": model, "pairs": str(pairs_path), **report,
+              "scoring_seconds": round(seconds, 3), "pairs_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_pairs(out / "scores.tsv", pairs, extra={"score": [f"{s:.6g}" for s in scores],
+                                                      "long_tail": [int(m) for m in mask]})
+        good = np.array([pair.good for pair in pairs], dtype=bool)
+        report["plots"] = [str(p) for p in write_plots(out, good, scores, mask, title=model)]
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
