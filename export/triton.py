@@ -1,0 +1,73 @@
+"""Triton model repository configs.
+
+Each ``config.pbtxt`` is built as Triton's own ``ModelConfig`` protobuf (shipped by ``tritonclient``) and
+serialised with protobuf's text format, so what we write is exactly what Triton parses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+_DTYPES = {"int64": mc.TYPE_INT64, "int32": mc.TYPE_INT32, "fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16}
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A model input or output; ``dims`` exclude the batch axis, -1 marks a dynamic axis."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TritonModelSpec:
+    name: str
+    inputs: Sequence[Tensor]
+    outputs: Sequence[Tensor]
+    max_batch_size: int = 64
+    preferred_batch_sizes: Sequence[int] = (8, 16, 32)
+    max_queue_delay_us: int = 500
+    instance_count: int = 1
+    instance_kind: str = "KIND_CPU"
+    platform: str = "onnxruntime_onnx"
+    version_policy_latest: int = 1
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def build_config(spec: TritonModelSpec) -> mc.ModelConfig:
+    if spec.max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {spec.max_batch_size}")
+    if any(size > spec.max_batch_size for size in spec.preferred_batch_sizes):
+        raise ValueError(f"preferred batch sizes {list(spec.preferred_batch_sizes)} exceed max_batch_size "
+                         f"{spec.max_batch_size}")
+    config = mc.ModelConfig(name=spec.name, platform=spec.platform, max_batch_size=spec.max_batch_size)
+    config.version_policy.latest.num_versions = spec.version_policy_latest
+    for tensor in spec.inputs:
+        config.input.add(name=tensor.name, data_type=_DTYPES[tensor.dtype], dims=list(tensor.dims))
+    for tensor in spec.outputs:
+        config.output.add(name=tensor.name, data_type=_DTYPES[tensor.dtype], dims=list(tensor.dims))
+    config.dynamic_batching.preferred_batch_size.extend(spec.preferred_batch_sizes)
+    config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
+    config.instance_group.add(count=spec.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(spec.instance_kind))
+    for key, value in spec.parameters.items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def write_config(model_dir: Path, spec: TritonModelSpec) -> Path:
+    """Write ``<model_dir>/config.pbtxt`` and return its path."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / "config.pbtxt"
+    path.write_text(text_format.MessageToString(build_config(spec)), encoding="utf-8")
+    return path
+
+
+def read_config(path: Path) -> mc.ModelConfig:
+    """Parse a ``config.pbtxt`` into ``ModelConfig``; raises ``text_format.ParseError`` on invalid text."""
+    return text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
