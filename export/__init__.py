@@ -1,0 +1,1 @@
+"""Offline export: ONNX/TensorRT models, the Triton model repository and item indexing."""

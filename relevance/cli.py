@@ -1,0 +1,25 @@
+"""``relevance``: the one console script. Subcommands are grouped by flow; heavy libraries are imported inside
+the commands so that ``relevance --help`` stays fast and the serving path never pulls in torch."""
+
+from __future__ import annotations
+
+import typer
+from mkd.cot.cli import cot_app
+
+from mkd.cli import data_app, evaluate
+
+app = typer.Typer(
+    name="relevance",
+    help="Explainable, LLM-distilled relevance for e-commerce search (ELLM-rele + MKD).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data", help="Offline data flow: splits by query, catalogue, unlabeled BM25 pool.")
+app.add_typer(cot_app, name="cot", help="The CoT grammar: parse and render ELLM-rele explanations.")
+app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(
+    evaluate
+)
+
+if __name__ == "__main__":
+    app()
