@@ -70,8 +70,8 @@ def write_plots(out: Path, good: np.ndarray, scores: np.ndarray, tail_mask: np.n
 def run_evaluation(pairs_path: Path, model: str, out: Path | None = None, *, long_tail_min_queries: int = 3,
                    show_progress: bool = True, scorer: PairScorer | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on ``pairs_path``; returns the JSON-ready report (also written under ``out``)."""
+    scorer = scorer or load_scorer(model, show_progress=show_progress)  # fail fast on a bad --model
     pairs = load_pairs(pairs_path)
-    scorer = scorer or load_scorer(model, show_progress=show_progress)
     started = time.perf_counter()
     scores = np.asarray(scorer.score(pairs), dtype=np.float64)
     seconds = time.perf_counter() - started
