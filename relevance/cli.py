@@ -4,9 +4,9 @@ the commands so that ``relevance --help`` stays fast and the serving path never 
 from __future__ import annotations
 
 import typer
-from mkd.cot.cli import cot_app
 
 from mkd.cli import data_app, evaluate
+from mkd.cot.cli import cot_app
 
 app = typer.Typer(
     name="relevance",
