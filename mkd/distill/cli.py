@@ -1,0 +1,81 @@
+"""``relevance train``: MKD training of one student. torch is imported inside the command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mkd.data import PairsFileError, derived_dir
+
+TRAIN_PAIRS = derived_dir() / "train.tsv"
+VALID_PAIRS = derived_dir() / "valid.tsv"
+
+
+class StudentFamily(StrEnum):
+    colbert = "colbert"
+    cross = "cross"
+    sbert = "sbert"
+    poly = "poly"
+
+
+def train(
+    student: Annotated[StudentFamily, typer.Option(help="Student family; colbert is the served model.")],
+    teacher: Annotated[Path | None, typer.Option(
+        help="Teacher JSONL (query, product_title, cot, p_good, p_bad, score): scores and CoTs for the labelled "
+             "pairs, and the unlabeled pool. Without it: CE on the labels only (Table 4 'w/o MKD').")] = None,
+    lambda_score: Annotated[float | None, typer.Option(
+        min=0.0, help="λ1, score KL (default 1.0).")] = None,
+    lambda_cot: Annotated[float | None, typer.Option(
+        min=0.0, help="λ2, CoT distillation (default 0.1 cross-encoder, 0.01 two-tower).")] = None,
+    lambda_ce: Annotated[float | None, typer.Option(min=0.0, help="λ3, cross-entropy (default 0.5).")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training examples.")] = 1,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Backbone learning rate (heads use --head-lr).")] = 5e-5,
+    head_lr: Annotated[float, typer.Option(min=0.0, help="Learning rate of the heads and calibration.")] = 1e-3,
+    temperature: Annotated[float, typer.Option(min=1e-3, help="Temperature of the score KL.")] = 2.0,
+    train_pairs: Annotated[Path, typer.Option(help="Labelled training pairs TSV.")] = TRAIN_PAIRS,
+    valid_pairs: Annotated[Path, typer.Option(help="Labelled validation pairs TSV.")] = VALID_PAIRS,
+    backbone: Annotated[str, typer.Option(help="'all-MiniLM-L6-v2' or a Hugging Face model folder.")]
+    = "all-MiniLM-L6-v2",
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default runs/<student>).")] = None,
+) -> None:
+    """Train a student with MKD; keeps the best checkpoint (validation ROC-AUC) in OUT/best. The last line
+    printed is one JSON object: the best epoch, its validation metrics and the checkpoint path."""
+    from mkd.distill.losses import default_lambdas
+    from mkd.distill.teacher import TeacherFileError
+    from mkd.distill.train import RECORD_FILE
+    from mkd.distill.train import train as run_training
+
+    defaults = default_lambdas(student.value)
+    lambdas = (lambda_score if lambda_score is not None else defaults[0],
+               lambda_cot if lambda_cot is not None else defaults[1],
+               lambda_ce if lambda_ce is not None else defaults[2])
+    if not any(lambdas):
+        raise _fail("all of λ1, λ2, λ3 are 0: nothing to train")
+    out = out or Path("runs") / student.value
+    try:
+        record = run_training(student.value, train_pairs, valid_pairs, teacher, out_dir=out, lambdas=lambdas,
+                              epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, backbone=backbone,
+                              head_lr=head_lr, temperature=temperature, seed=seed,
+                              show_progress=sys.stderr.isatty())
+    except (PairsFileError, TeacherFileError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    best = record["best"]
+    Console(stderr=True).print(f"record in {out / RECORD_FILE}, best checkpoint {best['checkpoint']}",
+                               highlight=False)
+    last = record["epochs"][best["epoch"] - 1]
+    print(json.dumps({"student": student.value, "best_epoch": best["epoch"], "steps": record["epochs"][-1]["steps"],
+                      "checkpoint": best["checkpoint"], "record": str(out / RECORD_FILE), **last["valid"]}))
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code=2)

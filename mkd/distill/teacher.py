@@ -1,0 +1,147 @@
+"""The teacher's pseudo-labels (JSONL, one object per pair) and their join with the labelled training pairs.
+
+Row fields: ``query``, ``product_title``, ``cot`` (the CoT text, may be empty or null), ``p_good``, ``p_bad``
+(the judgement token's probabilities), ``score`` (s_T in [0, 1], the value distilled) and optionally
+``relevance``. A labelled pair takes the row with the same (query, product_title); the remaining rows are the
+unlabeled pool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mkd.cot import parse
+from mkd.data import Pair
+from mkd.students.collate import PairExample
+
+
+class TeacherFileError(ValueError):
+    """A teacher JSONL that cannot be used; the message names the file, the line and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class TeacherRow:
+    query: str
+    product_title: str
+    cot: str | None
+    p_good: float | None
+    p_bad: float | None
+    score: float
+    relevance: float | None = None
+
+
+def _probability(row: dict[str, Any], name: str, where: str, *, required: bool) -> float | None:
+    value = row.get(name)
+    if value is None:
+        if required:
+            raise TeacherFileError(f"{where}: field {name!r}: missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise TeacherFileError(f"{where}: field {name!r}: {value!r} is not a probability in [0, 1]")
+    return float(value)
+
+
+def load_teacher(path: str | os.PathLike[str]) -> list[TeacherRow]:
+    """Read and validate a teacher JSONL file (blank lines allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TeacherFileError(f"{path}: no such file")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TeacherFileError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise TeacherFileError(f"{where}: expected a JSON object")
+            texts = []
+            for name in ("query", "product_title"):
+                text = row.get(name)
+                if not isinstance(text, str) or not text.strip():
+                    raise TeacherFileError(f"{where}: field {name!r}: missing or empty")
+                texts.append(text.strip())
+            cot = row.get("cot")
+            if cot is not None and not isinstance(cot, str):
+                raise TeacherFileError(f"{where}: field 'cot': expected a string")
+            relevance = row.get("relevance")
+            if relevance not in (None, "") and (isinstance(relevance, bool) or not isinstance(relevance, int | float)):
+                raise TeacherFileError(f"{where}: field 'relevance': {relevance!r} is not a number")
+            rows.append(TeacherRow(
+                query=texts[0], product_title=texts[1], cot=cot or None,
+                p_good=_probability(row, "p_good", where, required=False),
+                p_bad=_probability(row, "p_bad", where, required=False),
+                score=_probability(row, "score", where, required=True),  # type: ignore[arg-type]
+                relevance=None if relevance in (None, "") else float(relevance),
+            ))
+    return rows
+
+
+@dataclass
+class JoinStats:
+    """Counts from :func:`build_examples`, for the training record."""
+
+    labelled: int = 0
+    labelled_with_teacher: int = 0
+    pool: int = 0
+    cot_parsed: int = 0
+    cot_unparsed: int = 0
+    duplicate_teacher_rows: int = 0
+    excluded_held_out_query: int = 0
+    excluded_labelled_elsewhere: int = 0
+
+
+def _example(query: str, title: str, label: float | None, row: TeacherRow | None, stats: JoinStats) -> PairExample:
+    if row is None:
+        return PairExample(query, title, label=label)
+    explanation = None
+    if row.cot is not None:
+        result = parse(row.cot, query, title)
+        if result.ok and result.explanation is not None:
+            explanation = result.explanation
+            stats.cot_parsed += 1
+        else:
+            stats.cot_unparsed += 1
+    return PairExample(query, title, label=label, teacher_p_good=row.score, cot=explanation)
+
+
+def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRow] = (),
+                   held_out_queries: Iterable[str] = ()) -> tuple[list[PairExample], JoinStats]:
+    """Labelled examples (with their teacher row, if any), then the unlabeled pool of teacher-only rows.
+
+    Teacher-only rows are left out when their query is held out (validation or test: training on their pseudo
+    labels would leak) or when they carry a ``relevance`` (a labelled pair of another split)."""
+    stats = JoinStats()
+    by_pair: dict[tuple[str, str], TeacherRow] = {}
+    for row in teacher_rows:
+        key = (row.query, row.product_title)
+        if key in by_pair:
+            stats.duplicate_teacher_rows += 1
+        else:
+            by_pair[key] = row
+    examples = []
+    for pair in train_pairs:
+        row = by_pair.pop((pair.query, pair.product_title), None)
+        examples.append(_example(pair.query, pair.product_title, 1.0 if pair.good else 0.0, row, stats))
+        stats.labelled += 1
+        stats.labelled_with_teacher += row is not None
+    held_out = set(held_out_queries)
+    for (query, title), row in by_pair.items():
+        if query in held_out:
+            stats.excluded_held_out_query += 1
+        elif row.relevance is not None:
+            stats.excluded_labelled_elsewhere += 1
+        else:
+            examples.append(_example(query, title, None, row, stats))
+            stats.pool += 1
+    return examples, stats

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mkd.data import Pair
+from mkd.distill.teacher import TeacherFileError, TeacherRow, build_examples, load_teacher
+from tests.mkd.students.tiny import QUERY, TITLE, example_cot
+
+
+def _write(path: Path, rows: list[object]) -> Path:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _row(query: str, title: str, score: float, **extra: object) -> dict[str, object]:
+    return {"query": query, "product_title": title, "cot": None, "p_good": score, "p_bad": 1 - score,
+            "score": score, **extra}
+
+
+def test_load_teacher_reads_rows_and_names_bad_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.jsonl", [_row("a", "b", 0.7, cot="Thinking: ... Final judgment: Good"), "",
+                                         _row("c", "d", 0.2, relevance=1.5)])
+    rows = load_teacher(path)
+    assert rows == [TeacherRow("a", "b", "Thinking: ... Final judgment: Good", 0.7, 1 - 0.7, 0.7),
+                    TeacherRow("c", "d", None, 0.2, 0.8, 0.2, 1.5)]
+    for bad, message in (("{not json", "t.jsonl:2: not valid JSON"),
+                         (json.dumps({**_row("a", "b", 0.5), "score": 1.5}), "t.jsonl:2: field 'score': 1.5 is not"),
+                         (json.dumps({"query": "a", "product_title": "b"}), "t.jsonl:2: field 'score': missing"),
+                         (json.dumps(_row("", "b", 0.5)), "t.jsonl:2: field 'query'")):
+        _write(tmp_path / "t.jsonl", [_row("a", "b", 0.5), bad])
+        with pytest.raises(TeacherFileError, match=message):
+            load_teacher(tmp_path / "t.jsonl")
+
+
+def test_build_examples_joins_labelled_pairs_and_keeps_a_clean_pool() -> None:
+    from mkd.cot import render
+
+    pairs = [Pair(QUERY, TITLE, 1.0, "p1"), Pair("deck over", "BEHR DeckOver", 3.0, "p2")]
+    rows = [
+        TeacherRow(QUERY, TITLE, render(example_cot()), 0.2, 0.8, 0.2),
+        TeacherRow(QUERY, TITLE, None, 0.9, 0.1, 0.9),  # duplicate: the first row wins
+        TeacherRow("angle bracket", "Simpson Angle", "no judgement here", 0.9, 0.1, 0.9),  # pool, CoT unparsable
+        TeacherRow("valid query", "Some Title", None, 0.5, 0.5, 0.5),  # held out
+        TeacherRow("other", "Other Title", None, 0.5, 0.5, 0.5, relevance=2.0),  # a labelled pair elsewhere
+    ]
+    examples, stats = build_examples(pairs, rows, held_out_queries={"valid query"})
+    assert [(e.query, e.label, e.teacher_p_good) for e in examples] == [
+        (QUERY, 0.0, 0.2), ("deck over", 1.0, None), ("angle bracket", None, 0.9)]
+    assert examples[0].cot == example_cot() and examples[2].cot is None
+    assert (stats.labelled, stats.labelled_with_teacher, stats.pool) == (2, 1, 1)
+    assert (stats.cot_parsed, stats.cot_unparsed, stats.duplicate_teacher_rows) == (1, 1, 1)
+    assert (stats.excluded_held_out_query, stats.excluded_labelled_elsewhere) == (1, 1)

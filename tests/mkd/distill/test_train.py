@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mkd.cot import Explanation, ItemValue, QueryRequirement, render
+from mkd.data import Pair, load_pairs, write_pairs
+from mkd.distill.cli import train as train_command
+from mkd.distill.train import BEST_DIR, RECORD_FILE, train
+from mkd.students import load_student
+from mkd.students.scoring import CheckpointScorer
+from tests.mkd.students.tiny import minilm_tokenizer, tiny_config
+
+
+def _cot(pair: Pair, good: bool) -> str:
+    """A CoT in the grammar: the query's first word as the product requirement, the title's first word as the
+    item's product, matching iff the pair is Good."""
+    return render(Explanation(
+        query_requirements=[QueryRequirement(aspect="product", value=pair.query.split()[0])],
+        item_values=[ItemValue(aspect="product", value=pair.product_title.split()[0], matches=good)],
+        judgement="Good" if good else "Bad",
+        reason=None if good else "product mismatch",
+    ))
+
+
+@pytest.fixture
+def small_data(tmp_path: Path, vendored_pairs: Path) -> tuple[Path, Path, Path]:
+    """64 train pairs, 32 validation pairs and a teacher file: rows for half the train pairs plus 16 pool pairs
+    (unlabeled: the ratings of rows 96..111 are not given to the teacher file)."""
+    pairs = load_pairs(vendored_pairs)[:112]
+    train_path, valid_path = tmp_path / "train.tsv", tmp_path / "valid.tsv"
+    write_pairs(train_path, pairs[:64])
+    write_pairs(valid_path, pairs[64:96])
+    rows = []
+    for i, pair in enumerate([*pairs[:64:2], *pairs[96:112]]):
+        good = pair.good if i % 5 else not pair.good  # a teacher that is sometimes wrong
+        score = 0.8 if good else 0.25
+        rows.append({"query": pair.query, "product_title": pair.product_title, "cot": _cot(pair, good),
+                     "p_good": score, "p_bad": 1 - score, "score": score})
+    teacher_path = tmp_path / "teacher.jsonl"
+    teacher_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return train_path, valid_path, teacher_path
+
+
+@pytest.mark.parametrize("family", ["colbert", "cross"])
+def test_training_smoke_writes_record_and_checkpoint(family: str, small_data: tuple[Path, Path, Path],
+                                                     tmp_path: Path) -> None:
+    train_path, valid_path, teacher_path = small_data
+    out = tmp_path / "run"
+    record = train(family, train_path, valid_path, teacher_path, out_dir=out, epochs=2, batch_size=16,
+                   max_steps=5, backbone=tiny_config(), tokenizer=minilm_tokenizer(), show_progress=False)
+    assert json.loads((out / RECORD_FILE).read_text()) == record
+    assert record["examples"]["labelled"] == 64 and record["examples"]["pool"] == 16
+    assert record["examples"]["labelled_with_teacher"] == 32 and record["examples"]["cot_parsed"] == 48
+    assert record["total_steps"] == 5 and [e["steps"] for e in record["epochs"]] == [5, 5][: len(record["epochs"])]
+    assert len(record["data"]["train"]["sha256"]) == 64 and record["data"]["teacher"]["rows"] == 48
+    assert record["config"]["lambdas"] == ([1.0, 0.1, 0.5] if family == "cross" else [1.0, 0.01, 0.5])
+    for epoch in record["epochs"]:
+        assert {"score", "cot", "ce", "total"} <= epoch["train_loss"].keys()
+        assert all(math.isfinite(v) for v in epoch["train_loss"].values())
+        assert epoch["valid"]["n"] == 32 and 0.0 <= epoch["valid"]["roc_auc"] <= 1.0
+    assert record["best"]["checkpoint"] == str(out / BEST_DIR)
+    assert load_student(out / BEST_DIR).config.family == family
+    scores = CheckpointScorer(out / BEST_DIR, show_progress=False).score(load_pairs(valid_path))
+    assert scores.shape == (32,) and ((scores > 0) & (scores < 1)).all()
+
+
+def test_train_command_with_a_backbone_folder(small_data: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    backbone = tmp_path / "tiny-backbone"
+    AutoModel.from_config(tiny_config()).save_pretrained(backbone)
+    minilm_tokenizer().save_pretrained(backbone)
+    train_path, valid_path, _ = small_data
+    app = typer.Typer()
+    app.command()(train_command)
+    out = tmp_path / "cli-run"
+    result = CliRunner().invoke(app, ["--student", "sbert", "--lambda-score", "0", "--max-steps", "2",
+                                      "--batch-size", "16", "--train-pairs", str(train_path), "--valid-pairs",
+                                      str(valid_path), "--backbone", str(backbone), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["student"] == "sbert" and summary["steps"] == 2 and summary["n"] == 32
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert record["config"]["lambdas"] == [0.0, 0.01, 0.5] and record["student"]["backbone"] == str(backbone)
+    failed = CliRunner().invoke(app, ["--student", "poly", "--lambda-score", "0", "--lambda-cot", "0",
+                                      "--lambda-ce", "0", "--out", str(out)])
+    assert failed.exit_code == 2
