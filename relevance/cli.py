@@ -7,6 +7,7 @@ import typer
 
 from mkd.cli import data_app, evaluate
 from mkd.cot.cli import cot_app
+from mkd.distill.cli import train
 
 app = typer.Typer(
     name="relevance",
@@ -17,6 +18,8 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Offline data flow: splits by query, catalogue, unlabeled BM25 pool.")
 app.add_typer(cot_app, name="cot", help="The CoT grammar: parse and render ELLM-rele explanations.")
+app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "
+            "--teacher.")(train)
 app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(
     evaluate
 )

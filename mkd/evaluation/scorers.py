@@ -4,6 +4,7 @@ means more relevant. A scorer may be a probability of Good or any monotone score
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -46,7 +47,12 @@ class UnknownModelError(ValueError):
 
 
 def load_scorer(model: str, *, show_progress: bool = True) -> PairScorer:
-    """Resolve ``--model``: ``bm25`` for now; checkpoints and model repositories arrive with the students."""
+    """Resolve ``--model``: ``bm25`` or a student checkpoint directory (``student.json`` inside; needs torch)."""
     if model == "bm25":
         return BM25Scorer(show_progress=show_progress)
-    raise UnknownModelError(f"--model {model!r}: unknown model; supported: 'bm25'")
+    if (Path(model) / "student.json").is_file():
+        from mkd.students.scoring import CheckpointScorer  # torch is imported only on this path
+
+        return CheckpointScorer(model, show_progress=show_progress)
+    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25' or a student checkpoint directory "
+                            "(with student.json)")
