@@ -29,7 +29,8 @@ DEFAULT_DERIVED = derived_dir()
 err = Console(stderr=True)
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
+    """Print a one-line error (no traceback) and return the exit (code 2) for the caller to raise."""
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
@@ -46,7 +47,7 @@ def prepare(
     try:
         rows = load_pairs(pairs)
     except PairsFileError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     splits = split_pairs(rows)
     for name, part in splits.items():
         write_pairs(out / f"{name}.tsv", part)
@@ -93,7 +94,7 @@ def evaluate(
         report = run_evaluation(pairs, model, out, long_tail_min_queries=long_tail_min_queries,
                                 show_progress=sys.stderr.isatty())
     except (PairsFileError, UnknownModelError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     table = Table(title=f"{model} on {pairs}")
     table.add_column("slice")
     for column in ("n", "queries", "ROC-AUC", "Neg PR-AUC", "NDCG@10"):

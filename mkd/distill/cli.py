@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mkd.cli import fail
 from mkd.data import PairsFileError, derived_dir
 
 TRAIN_PAIRS = derived_dir() / "train.tsv"
@@ -59,7 +60,7 @@ def train(
                lambda_cot if lambda_cot is not None else defaults[1],
                lambda_ce if lambda_ce is not None else defaults[2])
     if not any(lambdas):
-        raise _fail("all of λ1, λ2, λ3 are 0: nothing to train")
+        raise fail("all of λ1, λ2, λ3 are 0: nothing to train")
     out = out or Path("runs") / student.value
     try:
         record = run_training(student.value, train_pairs, valid_pairs, teacher, out_dir=out, lambdas=lambdas,
@@ -67,7 +68,7 @@ def train(
                               head_lr=head_lr, temperature=temperature, seed=seed,
                               show_progress=sys.stderr.isatty())
     except (PairsFileError, TeacherFileError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     best = record["best"]
     Console(stderr=True).print(f"record in {out / RECORD_FILE}, best checkpoint {best['checkpoint']}",
                                highlight=False)
@@ -75,7 +76,3 @@ def train(
     print(json.dumps({"student": student.value, "best_epoch": best["epoch"], "steps": record["epochs"][-1]["steps"],
                       "checkpoint": best["checkpoint"], "record": str(out / RECORD_FILE), **last["valid"]}))
 
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
