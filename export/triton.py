@@ -18,11 +18,13 @@ _DTYPES = {"int64": mc.TYPE_INT64, "int32": mc.TYPE_INT32, "fp32": mc.TYPE_FP32,
 
 @dataclass(frozen=True, slots=True)
 class Tensor:
-    """A model input or output; ``dims`` exclude the batch axis, -1 marks a dynamic axis."""
+    """A model input or output; ``dims`` exclude the batch axis, -1 marks a dynamic axis. ``reshape`` gives the
+    shape the model really has when it differs (e.g. dims (1,) reshaped to () for a per-row scalar)."""
 
     name: str
     dtype: str
     dims: tuple[int, ...]
+    reshape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,8 @@ class TritonModelSpec:
     instance_kind: str = "KIND_CPU"
     platform: str = "onnxruntime_onnx"
     version_policy_latest: int = 1
+    tensorrt_precision: str | None = None
+    """On GPU instances, let ONNX Runtime's TensorRT execution accelerator run the graph ("FP32" or "FP16")."""
     parameters: dict[str, str] = field(default_factory=dict)
 
 
@@ -49,12 +53,23 @@ def build_config(spec: TritonModelSpec) -> mc.ModelConfig:
     config = mc.ModelConfig(name=spec.name, platform=spec.platform, max_batch_size=spec.max_batch_size)
     config.version_policy.latest.num_versions = spec.version_policy_latest
     for tensor in spec.inputs:
-        config.input.add(name=tensor.name, data_type=_DTYPES[tensor.dtype], dims=list(tensor.dims))
+        added = config.input.add(name=tensor.name, data_type=_DTYPES[tensor.dtype], dims=list(tensor.dims))
+        if tensor.reshape is not None:
+            added.reshape.SetInParent()
+            added.reshape.shape.extend(tensor.reshape)
     for tensor in spec.outputs:
-        config.output.add(name=tensor.name, data_type=_DTYPES[tensor.dtype], dims=list(tensor.dims))
+        added = config.output.add(name=tensor.name, data_type=_DTYPES[tensor.dtype], dims=list(tensor.dims))
+        if tensor.reshape is not None:
+            added.reshape.SetInParent()
+            added.reshape.shape.extend(tensor.reshape)
     config.dynamic_batching.preferred_batch_size.extend(spec.preferred_batch_sizes)
     config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
     config.instance_group.add(count=spec.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(spec.instance_kind))
+    if spec.tensorrt_precision is not None:
+        if spec.instance_kind != "KIND_GPU":
+            raise ValueError("the TensorRT accelerator needs KIND_GPU instances")
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        accelerator.parameters["precision_mode"] = spec.tensorrt_precision
     for key, value in spec.parameters.items():
         config.parameters[key].string_value = value
     return config

@@ -81,7 +81,13 @@ def _fmt(value: float | int | None) -> str:
 
 def evaluate(
     pairs: Annotated[Path, typer.Option(help="TSV with at least the columns query, product_title, relevance.")],
-    model: Annotated[str, typer.Option(help="'bm25' (more model kinds arrive with the students).")] = "bm25",
+    model: Annotated[str, typer.Option(
+        help="'bm25', a model repository (ONNX Runtime only), an exported version directory, or a student "
+             "checkpoint directory.")] = "bm25",
+    version: Annotated[int | None, typer.Option(
+        min=1, help="Model repository version (default: the highest).")] = None,
+    model_name: Annotated[str | None, typer.Option(
+        help="Model in the repository (default: colbert).")] = None,
     out: Annotated[Path | None, typer.Option(help="Directory for report.json, scores.tsv and ROC/PR plots.")] = None,
     long_tail_min_queries: Annotated[int, typer.Option(
         min=1, help="A query is long-tail if a token occurs in fewer train queries than this.")] = 3,
@@ -92,7 +98,7 @@ def evaluate(
 
     try:
         report = run_evaluation(pairs, model, out, long_tail_min_queries=long_tail_min_queries,
-                                show_progress=sys.stderr.isatty())
+                                show_progress=sys.stderr.isatty(), version=version, model_name=model_name)
     except (PairsFileError, UnknownModelError) as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"{model} on {pairs}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from export.cli import export_app
 from mkd.cli import data_app, evaluate
 from mkd.cot.cli import cot_app
 from mkd.distill.cli import train
@@ -18,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Offline data flow: splits by query, catalogue, unlabeled BM25 pool.")
 app.add_typer(cot_app, name="cot", help="The CoT grammar: parse and render ELLM-rele explanations.")
+app.add_typer(export_app, name="export", help="Students to ONNX (fp32/fp16/int8), a Triton model repository, "
+              "TensorRT plans.")
 app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "
             "--teacher.")(train)
 app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(

@@ -68,9 +68,11 @@ def write_plots(out: Path, good: np.ndarray, scores: np.ndarray, tail_mask: np.n
 
 
 def run_evaluation(pairs_path: Path, model: str, out: Path | None = None, *, long_tail_min_queries: int = 3,
-                   show_progress: bool = True, scorer: PairScorer | None = None) -> dict[str, Any]:
+                   show_progress: bool = True, scorer: PairScorer | None = None, version: int | None = None,
+                   model_name: str | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on ``pairs_path``; returns the JSON-ready report (also written under ``out``)."""
-    scorer = scorer or load_scorer(model, show_progress=show_progress)  # fail fast on a bad --model
+    # resolve the model first, so a bad --model fails fast
+    scorer = scorer or load_scorer(model, version=version, model_name=model_name, show_progress=show_progress)
     pairs = load_pairs(pairs_path)
     started = time.perf_counter()
     scores = np.asarray(scorer.score(pairs), dtype=np.float64)
@@ -78,7 +80,7 @@ def run_evaluation(pairs_path: Path, model: str, out: Path | None = None, *, lon
     if scores.shape != (len(pairs),):
         raise RuntimeError(f"model {model!r} returned {scores.shape} scores for {len(pairs)} pairs")
     report, mask = evaluate_scores(pairs, scores, reference_long_tail(long_tail_min_queries))
-    report = {"model": model, "pairs": str(pairs_path), **report,
+    report = {"model": model, "scorer": scorer.name, "pairs": str(pairs_path), **report,
               "scoring_seconds": round(seconds, 3), "pairs_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,14 @@ from tqdm import tqdm
 
 from mkd.bm25 import BM25Index
 from mkd.data import Pair
+from service.model_repository import (
+    SERVING_FILE,
+    ModelRepositoryError,
+    ModelVersion,
+    is_model_repository,
+    load_version_directory,
+    resolve_model,
+)
 
 
 class PairScorer(Protocol):
@@ -42,17 +50,54 @@ class BM25Scorer:
         return out
 
 
+class RepositoryScorer:
+    """An exported model version (ColBERT or cross-encoder) scored with ONNX Runtime alone: no torch import."""
+
+    def __init__(self, version: ModelVersion, *, threads: int = 0, batch_size: int = 128,
+                 show_progress: bool = True) -> None:
+        from service.backends.onnxruntime import OnnxRuntimeBackend
+        from service.core.models import ColBERTModel, CrossEncoderModel
+
+        backend = OnnxRuntimeBackend(version.onnx_path, threads=threads)
+        self.model = (ColBERTModel(version, backend) if version.meta.family == "colbert"
+                      else CrossEncoderModel(version, backend))
+        self.name = f"{version.label} ({version.meta.family}, {version.meta.precision})"
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+
+    def score(self, pairs: Sequence[Pair]) -> np.ndarray:
+        queries = [p.query for p in pairs]
+        titles = [p.product_title for p in pairs]
+        with tqdm(desc=f"scoring {self.name}", unit="text", disable=not self.show_progress) as bar:
+            return self.model.score_pairs(queries, titles, batch_size=self.batch_size, progress=bar.update)
+
+
 class UnknownModelError(ValueError):
     """The ``--model`` argument names nothing this build can score with."""
 
 
-def load_scorer(model: str, *, show_progress: bool = True) -> PairScorer:
-    """Resolve ``--model``: ``bm25`` or a student checkpoint directory (``student.json`` inside; needs torch)."""
+def load_scorer(model: str, *, version: int | None = None, model_name: str | None = None,
+                show_progress: bool = True) -> PairScorer:
+    """Resolve ``--model``: ``bm25``; a model repository (root or model directory; ``version`` defaults to the
+    highest, ``model_name`` to ``colbert``) or one exported version directory, scored with ONNX Runtime; or a
+    student checkpoint directory (``student.json`` inside; needs torch)."""
+    path = Path(model)
+    if (version is not None or model_name is not None) and not is_model_repository(path):
+        raise UnknownModelError(f"--version/--model-name apply to a model repository; {model!r} is not one")
     if model == "bm25":
         return BM25Scorer(show_progress=show_progress)
-    if (Path(model) / "student.json").is_file():
+    try:
+        if is_model_repository(path):
+            return RepositoryScorer(resolve_model(path, model=model_name, version=version),
+                                    show_progress=show_progress)
+        if (path / SERVING_FILE).is_file():
+            return RepositoryScorer(load_version_directory(path), show_progress=show_progress)
+    except ModelRepositoryError as exc:
+        raise UnknownModelError(f"--model {model!r}: {exc}") from None
+    if (path / "student.json").is_file():
         from mkd.students.scoring import CheckpointScorer  # torch is imported only on this path
 
         return CheckpointScorer(model, show_progress=show_progress)
-    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25' or a student checkpoint directory "
-                            "(with student.json)")
+    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', a model repository "
+                            "(config.pbtxt), an exported version directory (serving.json) or a student checkpoint "
+                            "directory (student.json)")
