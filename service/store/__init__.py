@@ -1,0 +1,70 @@
+"""Item token-embedding stores: the contract shared by the indexer (``relevance index``), the gateway and the
+stores themselves (Redis; in-process memory-mapped arrays). Items are encoded offline by the ColBERT item
+encoder; the request path reads them back in one round trip.
+
+Keys carry the model version (``<namespace>:<model version>:<item id>``, model version as
+:attr:`service.model_repository.ModelVersion.label`, e.g. ``colbert:1``), so embeddings of two model versions
+never mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTokens:
+    """One item's token embeddings as the item encoder produced them, real tokens only and in order
+    (``[CLS] [D] tokens… [SEP]``): ``vectors`` (n, dim) float32 unit-length (after decoding, approximately),
+    ``mask`` (n,) bool of the tokens that take part in MaxSim (skip-list tokens False), ``token_ids`` (n,)
+    int32 (to show the matched token as evidence)."""
+
+    vectors: np.ndarray
+    mask: np.ndarray
+    token_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+class StoreError(RuntimeError):
+    """The store could not be read or written (connection lost, corrupt entry); the message says which."""
+
+
+class ItemStore(Protocol):
+    """What the gateway and the indexer need from a store bound to one model version."""
+
+    model_version: str
+
+    def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
+        """The items in ``ids`` order, None where unknown; one round trip to the backing store."""
+        ...
+
+    def put_many(self, items: Mapping[str, ItemTokens]) -> None:
+        """Insert or replace items (pipelined)."""
+        ...
+
+    def count(self) -> int:
+        """Items stored for this model version."""
+        ...
+
+    def ping(self) -> bool:
+        """True when the backing store answers (readiness)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def pad_items(items: Sequence[ItemTokens], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack items into (N, L, dim) float32 vectors and an (N, L) bool mask, L the longest item."""
+    width = max((len(item) for item in items), default=1)
+    vectors = np.zeros((len(items), width, dim), dtype=np.float32)
+    mask = np.zeros((len(items), width), dtype=bool)
+    for row, item in enumerate(items):
+        vectors[row, : len(item)] = item.vectors
+        mask[row, : len(item)] = item.mask
+    return vectors, mask
