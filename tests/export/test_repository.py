@@ -39,16 +39,8 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("checkpoints")
-    out = {}
-    for family in ("colbert", "cross"):
-        student = tiny_student(family)
-        if family == "colbert":  # a calibration that is not the initial one, so it must travel with the export
-            student.calibration.scale.data.fill_(7.5)
-            student.calibration.bias.data.fill_(-2.25)
-        out[family] = student.save_pretrained(root / family)
-    return out
+def checkpoints(tiny_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    return tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +52,8 @@ def small_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]) -> Path:
-    root = tmp_path_factory.mktemp("model_repository")
-    export_triton(checkpoints["colbert"], root, precision="fp32")
-    export_triton(checkpoints["cross"], root, precision="fp32",
-                  options=BatchingOptions(max_batch_size=32, preferred_batch_sizes=(8, 16), instance_count=2))
-    return root
+def repository(tiny_model_repository: Path) -> Path:
+    return tiny_model_repository
 
 
 def test_runtime_tokenizer_matches_the_training_collator(repository: Path, checkpoints: dict[str, Path]) -> None:
