@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow lint venv
+.PHONY: run test test-slow lint venv proto
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m slow
+
+## Regenerate the committed gRPC code from service/grpc/relevance.proto.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I service/grpc --python_out=service/grpc --pyi_out=service/grpc \
+		--grpc_python_out=service/grpc service/grpc/relevance.proto
+	sed -i 's/^import relevance_pb2 as/from service.grpc import relevance_pb2 as/' service/grpc/relevance_pb2_grpc.py

@@ -6,9 +6,11 @@ from __future__ import annotations
 import typer
 
 from export.cli import export_app
+from export.index_cli import index
 from mkd.cli import data_app, evaluate
 from mkd.cot.cli import cot_app
 from mkd.distill.cli import train
+from service.cli import serve
 
 app = typer.Typer(
     name="relevance",
@@ -23,6 +25,9 @@ app.add_typer(export_app, name="export", help="Students to ONNX (fp32/fp16/int8)
               "TensorRT plans.")
 app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "
             "--teacher.")(train)
+app.command("index", help="Encode catalogue titles into the item store (Redis or local), resumable.")(index)
+app.command("serve", help="Run the scoring gateway: REST (/v1/score, /v1/rerank, /v1/explain, /v1/items) and "
+            "gRPC, with Prometheus metrics.")(serve)
 app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(
     evaluate
 )

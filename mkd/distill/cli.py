@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -66,7 +65,7 @@ def train(
         record = run_training(student.value, train_pairs, valid_pairs, teacher, out_dir=out, lambdas=lambdas,
                               epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, backbone=backbone,
                               head_lr=head_lr, temperature=temperature, seed=seed,
-                              show_progress=sys.stderr.isatty())
+                              show_progress=True)
     except (PairsFileError, TeacherFileError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     best = record["best"]

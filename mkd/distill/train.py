@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,7 +163,9 @@ def train(student_family: Family, train_pairs: str | os.PathLike[str], valid_pai
     }
     step = 0
     best_auc = -math.inf
-    progress = tqdm(total=total_steps, desc=f"MKD {student_family}", unit="step", disable=not show_progress)
+    # on a terminal the bar redraws continuously; in a log file, one line a minute
+    progress = tqdm(total=total_steps, desc=f"MKD {student_family}", unit="step", disable=not show_progress,
+                    mininterval=0.1 if sys.stderr.isatty() else 60.0)
     for epoch in range(1, config.epochs + 1):
         student.train()
         sums: dict[str, float] = {}

@@ -28,3 +28,16 @@ def calibrate(similarity: np.ndarray, scale: float, bias: float) -> np.ndarray:
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """The logistic function in float64, stable for large |logits| (tanh form)."""
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
+
+
+
+def maxsim_segments(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One query against many items without padding, the items' interacting tokens concatenated.
+
+    ``q`` (n_q, dim): the query's real tokens; ``tokens`` (T, dim): every item's interacting tokens, item k
+    owning rows ``offsets[k]:offsets[k+1]`` (``offsets`` (N,) strictly ascending: every item has at least one
+    token). Returns (s (N,) float32, the MaxSim score; sim (T, n_q), the cosines, for evidence).
+    """
+    sim = tokens @ q.T  # one BLAS call for every item
+    best = np.maximum.reduceat(sim, offsets, axis=0)  # (N, n_q)
+    return (best.sum(axis=1) / max(len(q), 1)).astype(np.float32), sim

@@ -1,0 +1,117 @@
+"""Request and response schemas of the HTTP API (pydantic). Limits that depend on settings (items per request,
+text lengths) are checked by :func:`service.api.router.check_limits`, with the same 422 format."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+NonBlank = Annotated[str, StringConstraints(min_length=1)]
+ItemId = str | int
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or whitespace only")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoreItem(_Strict):
+    id: ItemId = Field(description="The item's id in the catalogue (the store key).")
+    title: str | None = Field(None, description="Product title, used when the item is not in the store.")
+
+
+class ScoreRequest(_Strict):
+    query: NonBlank = Field(description="The search query.")
+    items: list[ScoreItem] = Field(min_length=1, description="Items to score, in the order results are wanted.")
+    evidence: bool = Field(False, description="Per item, each query token's best-matching title token.")
+
+    _query = field_validator("query")(_not_blank)
+
+
+class Evidence(BaseModel):
+    query_token: str
+    title_token: str
+    similarity: float = Field(description="Cosine of the two token embeddings (the MaxSim term).")
+
+
+class ItemScore(BaseModel):
+    id: ItemId
+    score: float | None = Field(None, description="Calibrated probability that the item is relevant (Good).")
+    label: Literal["Good", "Bad"] | None = None
+    source: Literal["store", "title"] | None = Field(None, description="Where the item's embeddings came from.")
+    error: str | None = Field(None, description="Why this item has no score.")
+    evidence: list[Evidence] | None = None
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    scores: list[ItemScore]
+    n_scored: int
+    n_errors: int
+    timings_ms: dict[str, float]
+
+
+class RerankDocument(BaseModel):
+    text: NonBlank
+
+
+class RerankRequest(BaseModel):
+    """Cohere/Jina-compatible rerank request; other fields those APIs define (model, ...) are accepted."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: NonBlank
+    documents: list[NonBlank | RerankDocument] = Field(min_length=1)
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = False
+    model: str | None = None
+
+    _query = field_validator("query")(_not_blank)
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+
+
+class RerankResponse(BaseModel):
+    model: str
+    results: list[RerankResult]
+    meta: dict[str, object] = Field(default_factory=dict)
+
+
+class UpsertItem(_Strict):
+    id: ItemId
+    title: NonBlank
+
+    _title = field_validator("title")(_not_blank)
+
+
+class UpsertRequest(_Strict):
+    items: list[UpsertItem] = Field(min_length=1)
+
+
+class UpsertResponse(BaseModel):
+    model_version: str
+    upserted: int
+
+
+class ExplainRequest(_Strict):
+    query: NonBlank
+    title: NonBlank
+
+    _query = field_validator("query")(_not_blank)
+    _title = field_validator("title")(_not_blank)
+
+
+class Problem(BaseModel):
+    """Body of every error response other than 422."""
+
+    detail: str

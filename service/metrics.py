@@ -1,0 +1,53 @@
+"""Prometheus metrics of the gateway (prometheus-client). Names carry their unit; the Grafana dashboard and
+the SRE docs use exactly these names. One registry per app, so tests can build several apps in a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+STAGES = ("tokenize", "queue", "encode", "fetch", "encode_items", "maxsim")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("relevance_http_requests_total", "HTTP requests by route, method and status.",
+                                ["route", "method", "status"], registry=r)
+        self.latency = Histogram("relevance_http_request_duration_seconds", "HTTP request latency.",
+                                 ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.grpc_requests = Counter("relevance_grpc_requests_total", "gRPC requests by method and code.",
+                                     ["method", "code"], registry=r)
+        self.grpc_latency = Histogram("relevance_grpc_request_duration_seconds", "gRPC request latency.",
+                                      ["method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stage = Histogram("relevance_stage_duration_seconds", "Time per scoring stage (tokenize, queue, "
+                               "encode, fetch, encode_items, maxsim).", ["stage"], buckets=STAGE_BUCKETS,
+                               registry=r)
+        self.batch_size = Histogram("relevance_encoder_batch_size", "Queries per encoder call.",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.queue_depth = Gauge("relevance_encoder_queue_depth", "Queries waiting for the encoder.", registry=r)
+        self.query_cache = Counter("relevance_query_cache_requests_total", "Query-embedding cache lookups.",
+                                   ["result"], registry=r)
+        self.items_scored = Counter("relevance_items_scored_total", "Items scored, by where their embeddings came "
+                                    "from (store, title).", ["source"], registry=r)
+        self.item_errors = Counter("relevance_item_errors_total", "Items reported with an error instead of a "
+                                   "score.", ["reason"], registry=r)
+        self.store_errors = Counter("relevance_store_errors_total", "Failed store operations.", ["operation"],
+                                    registry=r)
+        self.overloaded = Counter("relevance_overloaded_total", "Requests refused because the encoder queue was "
+                                  "full.", registry=r)
+        self.explain = Counter("relevance_explain_requests_total", "Explanation requests by outcome.",
+                               ["outcome"], registry=r)
+        self.explain_latency = Histogram("relevance_explain_duration_seconds", "Teacher call latency.",
+                                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)
+        self.model = Info("relevance_model", "The served model version, backend and store.", registry=r)
+        self.ready = Gauge("relevance_ready", "1 when the model and the store are loaded.", registry=r)
+        for stage in STAGES:
+            self.stage.labels(stage)
+        for result in ("hit", "miss"):
+            self.query_cache.labels(result)
+        for source in ("store", "title"):
+            self.items_scored.labels(source)

@@ -1,0 +1,74 @@
+"""All gateway settings in one place (pydantic-settings): every field can be set by an environment variable
+``RELEVANCE_<FIELD>`` (e.g. ``RELEVANCE_STORE=redis``, ``RELEVANCE_API_KEYS='["k1","k2"]'``) or a ``.env`` file.
+``REDIS_URL`` is also honoured, as design.md promises: when set and ``store`` is left at ``auto``, the Redis
+store is used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELEVANCE_", env_file=".env", extra="ignore")
+
+    # --- model -------------------------------------------------------------------------------------------
+    model_repository: Path = Field(REPO_ROOT / "model_repository", description="Triton-layout model repository.")
+    model_name: str = Field("colbert", description="ColBERT model in the repository.")
+    model_version: int | None = Field(None, description="Version to serve; default the highest present.")
+    backend: Literal["onnxruntime", "triton"] = Field(
+        "onnxruntime", description="Run the encoder in-process (ONNX Runtime) or on a Triton server.")
+    onnx_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = all cores).")
+    triton_url: str = Field("localhost:8001", description="Triton endpoint (host:port).")
+    triton_protocol: Literal["grpc", "http"] = Field("grpc", description="Triton client protocol.")
+    triton_timeout_s: float = Field(2.0, gt=0, description="Per-call Triton timeout.")
+
+    # --- item embedding store -------------------------------------------------------------------------------
+    store: Literal["auto", "local", "redis"] = Field(
+        "auto", description="'local' (memory-mapped index in store_dir), 'redis', or 'auto' (redis if a Redis URL "
+                            "is set, else local).")
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("RELEVANCE_REDIS_URL", "REDIS_URL"),
+                                  description="Redis URL, e.g. redis://127.0.0.1:6379/0.")
+    store_dir: Path = Field(REPO_ROOT / "data" / "index", description="Local store root (relevance index output).")
+    namespace: str = Field("relevance", description="Key prefix of the store: <namespace>:<model version>:<id>.")
+    encode_missing: bool = Field(True, description="Encode items missing from the store from their title.")
+    write_back: bool = Field(False, description="Write items encoded from titles back to the store.")
+
+    # --- request limits --------------------------------------------------------------------------------------
+    max_items: int = Field(1000, ge=1, description="Items per /v1/score or /v1/rerank request.")
+    max_query_chars: int = Field(512, ge=1, description="Longest query accepted (characters).")
+    max_title_chars: int = Field(2048, ge=1, description="Longest title or document accepted (characters).")
+    max_id_chars: int = Field(256, ge=1, description="Longest item id accepted.")
+    max_body_bytes: int = Field(4 << 20, ge=1024, description="Largest request body accepted (bytes).")
+    good_threshold: float = Field(0.5, ge=0.0, le=1.0, description="label = Good when score >= this.")
+
+    # --- query encoding: dynamic micro-batching and cache ---------------------------------------------------
+    batch_max_size: int = Field(32, ge=1, description="Queries encoded together at most.")
+    batch_max_wait_ms: float = Field(1.0, ge=0.0, description="How long a batch waits to fill (ms).")
+    queue_size: int = Field(2048, ge=1, description="Queries waiting for the encoder before 503.")
+    query_cache_size: int = Field(50_000, ge=0, description="LRU entries of query embeddings (0 = off).")
+    title_cache_size: int = Field(50_000, ge=0, description="LRU entries of titles encoded on the fly.")
+
+    # --- explanation (ELLM-rele teacher, OpenAI-compatible API) -------------------------------------------
+    teacher_url: str | None = Field(None, description="Base URL of the teacher, e.g. http://vllm:8000/v1.")
+    teacher_model: str = Field("ellm-rele", description="Model name sent to the teacher endpoint.")
+    teacher_api_key: SecretStr | None = Field(None, description="Bearer token for the teacher endpoint.")
+    teacher_timeout_s: float = Field(30.0, gt=0, description="Per-attempt teacher timeout.")
+    teacher_retries: int = Field(1, ge=0, description="Retries after a failed teacher call.")
+
+    # --- access and network --------------------------------------------------------------------------------
+    api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted API keys; empty = no auth.")
+    host: str = Field("127.0.0.1", description="HTTP bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    grpc_port: int | None = Field(50051, ge=0, le=65535, description="gRPC port (None disables gRPC; 0 = any).")
+
+    @property
+    def store_kind(self) -> Literal["local", "redis"]:
+        if self.store == "auto":
+            return "redis" if self.redis_url else "local"
+        return self.store
