@@ -7,6 +7,7 @@ import typer
 
 from export.cli import export_app
 from export.index_cli import index
+from loadtest.cli import bench
 from mkd.cli import data_app, evaluate
 from mkd.cot.cli import cot_app
 from mkd.distill.cli import train
@@ -28,6 +29,8 @@ app.command("train", help="Train a student (colbert|cross|sbert|poly) with the M
 app.command("index", help="Encode catalogue titles into the item store (Redis or local), resumable.")(index)
 app.command("serve", help="Run the scoring gateway: REST (/v1/score, /v1/rerank, /v1/explain, /v1/items) and "
             "gRPC, with Prometheus metrics.")(serve)
+app.command("bench", help="Closed-loop latency benchmark of a running gateway's /v1/score (cached and uncached "
+            "items).")(bench)
 app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(
     evaluate
 )
