@@ -68,3 +68,11 @@ def pad_items(items: Sequence[ItemTokens], dim: int) -> tuple[np.ndarray, np.nda
         vectors[row, : len(item)] = item.vectors
         mask[row, : len(item)] = item.mask
     return vectors, mask
+
+
+def unpad_items(vectors: np.ndarray, mask: np.ndarray, input_ids: np.ndarray, pad_id: int) -> list[ItemTokens]:
+    """Split an item-encoder batch ((B, L, dim) vectors, (B, L) mask and ids) into items of their real tokens;
+    row i's length is its number of ids other than ``pad_id`` (padding only ever trails)."""
+    lengths = (input_ids != pad_id).sum(axis=1)
+    return [ItemTokens(vectors[i, :n], mask[i, :n].astype(bool), input_ids[i, :n].astype(np.int32))
+            for i, n in enumerate(lengths.tolist())]

@@ -1,0 +1,344 @@
+"""The in-process item store (the embedded default): memory-mapped numpy arrays on disk plus an in-memory
+overlay for items written at run time.
+
+Layout under the store directory (``data/index/`` by default)::
+
+    active -> colbert:1                 symlink: the model version whose index is complete (activate)
+    colbert:1/                          one directory per model version
+      current -> gen-000002             symlink: the generation readers open
+      gen-000002/
+        index.json                      format, model version, codec name, counts and the item ids in row order
+        codec.bin                       the codec (TokenCodec.to_bytes)
+        offsets.npy                     (items + 1,) int64: item r's tokens are rows offsets[r]:offsets[r+1]
+        codes.npy                       (tokens, code_size) uint8
+        masks.npy                       (tokens,) bool
+        token_ids.npy                   (tokens,) int32
+
+Generations are immutable and opened read-only with ``np.load(mmap_mode="r")``. :meth:`LocalItemStore.put_many`
+writes into the overlay; :meth:`LocalItemStore.flush` merges the latest generation and the overlay into a new
+generation directory and then replaces ``current`` with one ``os.replace`` of a temporary symlink, so a reader
+opens either the old or the new generation, never a half-written one. Flushes of one version are serialised by
+an exclusive lock file (``.lock``), also across processes; the generation before the new one is kept for readers
+still opening it, older ones are removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.store import ItemTokens, StoreError
+from service.store.codec import PackedItems, TokenCodec
+
+FORMAT = 1
+CURRENT = "current"
+ACTIVE = "active"
+_GENERATION_PREFIX = "gen-"
+_ROWS_PER_COPY = 4096
+
+
+def _check_version_label(model_version: str) -> None:
+    if not model_version or "/" in model_version or model_version.startswith(".") or model_version == ACTIVE:
+        raise ValueError(f"model version {model_version!r} cannot name a store directory")
+
+
+def _replace_symlink(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` atomically: a new symlink beside it, renamed over it."""
+    temporary = link.with_name(f".{link.name}-{uuid.uuid4().hex}")
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+
+
+def active_version(directory: str | os.PathLike[str]) -> str | None:
+    """The model version the last completed index under ``directory`` activated, None when none did."""
+    try:
+        return os.readlink(Path(directory) / ACTIVE)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"{directory}: cannot read the active pointer: {exc}") from None
+
+
+def _token_index(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The token rows of items ``rows``, concatenated in order."""
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    first = np.cumsum(lengths) - lengths
+    return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Generation:
+    """One opened generation: the id → row mapping in memory, the arrays memory-mapped."""
+
+    path: Path
+    codec: TokenCodec
+    ids: list[str]
+    position: dict[str, int]
+    offsets: np.ndarray
+    codes: np.ndarray
+    masks: np.ndarray
+    token_ids: np.ndarray
+
+    @classmethod
+    def open(cls, path: Path, model_version: str) -> _Generation:
+        try:
+            index = json.loads((path / "index.json").read_text(encoding="utf-8"))
+            codec = TokenCodec.from_bytes((path / "codec.bin").read_bytes())
+            arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r")
+                      for name in ("offsets", "codes", "masks", "token_ids")}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path}: cannot open the index generation: {exc}") from None
+        if index.get("format") != FORMAT or index.get("model_version") != model_version:
+            raise StoreError(f"{path}: format {index.get('format')!r} of model version "
+                             f"{index.get('model_version')!r}, expected format {FORMAT} of {model_version!r}")
+        ids = index.get("ids")
+        if not isinstance(ids, list):
+            raise StoreError(f"{path}: index.json has no list of ids")
+        if len(arrays["offsets"]) != len(ids) + 1 or arrays["codes"].shape[1:] != (codec.code_size,):
+            raise StoreError(f"{path}: arrays disagree with index.json ({len(ids)} items, codec {codec!r})")
+        return cls(path, codec, ids, {item_id: row for row, item_id in enumerate(ids)}, arrays["offsets"],
+                   arrays["codes"], arrays["masks"], arrays["token_ids"])
+
+    def packed(self, rows: Sequence[int]) -> PackedItems:
+        """Rows' codes, masks and ids, gathered with one fancy index per array."""
+        rows_array = np.asarray(rows, dtype=np.int64)
+        index = _token_index(self.offsets, rows_array)
+        return PackedItems(self.codes[index], self.masks[index], self.token_ids[index],
+                           self.offsets[rows_array + 1] - self.offsets[rows_array])
+
+
+class LocalItemStore:
+    """Items of one model version in ``<directory>/<model version>/`` (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str], model_version: str, codec: TokenCodec | None = None,
+                 ) -> None:
+        _check_version_label(model_version)
+        self.directory = Path(directory)
+        self.model_version = model_version
+        self.version_dir = self.directory / model_version
+        self._codec = codec  # to write with while no generation exists
+        self._overlay: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._generation: _Generation | None = None
+        self.reload()
+
+    def __repr__(self) -> str:
+        return f"LocalItemStore({str(self.directory)!r}, model_version={self.model_version!r})"
+
+    @property
+    def generation(self) -> Path | None:
+        """The directory of the generation being read, None before the first flush."""
+        generation = self._generation
+        return None if generation is None else generation.path
+
+    def reload(self) -> bool:
+        """Open the generation ``current`` points at when it is not the one being read; True when it switched."""
+        try:
+            target = os.readlink(self.version_dir / CURRENT)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StoreError(f"{self.version_dir}: cannot read {CURRENT}: {exc}") from None
+        path = self.version_dir / target
+        if self._generation is not None and self._generation.path == path:
+            return False
+        generation = _Generation.open(path, self.model_version)
+        with self._lock:
+            self._generation = generation
+        return True
+
+    def stored_codec(self) -> TokenCodec | None:
+        """The codec of the generation being read, else the codec items are written with, else None."""
+        generation = self._generation
+        return self._codec if generation is None else generation.codec
+
+    def set_codec(self, codec: TokenCodec) -> TokenCodec:
+        """Write with ``codec`` unless a generation (with its codec) exists; returns the codec in force."""
+        with self._lock:
+            if self._generation is None and not self._overlay:
+                self._codec = codec
+        stored = self.stored_codec()
+        assert stored is not None
+        return stored
+
+    def _snapshot(self) -> tuple[_Generation | None, dict[str, bytes]]:
+        """The generation and the overlay as one consistent pair (a flush replaces the overlay, never trims it)."""
+        with self._lock:
+            return self._generation, self._overlay
+
+    def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
+        generation, overlay = self._snapshot()
+        codec = self._codec if generation is None else generation.codec
+        out: list[ItemTokens | None] = [None] * len(ids)
+        if codec is None:
+            return out
+        overlay_slots: list[int] = []
+        blobs: list[bytes] = []
+        base_slots: list[int] = []
+        rows: list[int] = []
+        for slot, item_id in enumerate(ids):
+            blob = overlay.get(item_id)
+            if blob is not None:
+                overlay_slots.append(slot)
+                blobs.append(blob)
+            elif generation is not None and (row := generation.position.get(item_id)) is not None:
+                base_slots.append(slot)
+                rows.append(row)
+        if blobs:
+            for slot, item in zip(overlay_slots, codec.decode(codec.unpack(blobs)), strict=True):
+                out[slot] = item
+        if rows:
+            assert generation is not None
+            for slot, item in zip(base_slots, codec.decode(generation.packed(rows)), strict=True):
+                out[slot] = item
+        return out
+
+    def put_many(self, items: Mapping[str, ItemTokens]) -> None:
+        """Insert or replace ``items`` in the in-memory overlay (readable at once, on disk after :meth:`flush`)."""
+        codec = self.stored_codec()
+        if codec is None:
+            raise StoreError(f"{self.version_dir}: no index and no codec given to write with")
+        blobs = codec.encode_items(list(items.values()))
+        with self._lock:
+            self._overlay.update(zip(items, blobs, strict=True))
+
+    def missing(self, ids: Sequence[str]) -> list[str]:
+        """The ids of ``ids`` neither in the generation being read nor in the overlay."""
+        generation, overlay = self._snapshot()
+        position = {} if generation is None else generation.position
+        return [i for i in ids if i not in position and i not in overlay]
+
+    def count(self) -> int:
+        generation, overlay = self._snapshot()
+        position = {} if generation is None else generation.position
+        return len(position) + sum(1 for item_id in list(overlay) if item_id not in position)
+
+    @property
+    def pending(self) -> int:
+        """Items in the overlay, not yet flushed."""
+        return len(self._overlay)
+
+    def ping(self) -> bool:
+        return not self._closed
+
+    @contextmanager
+    def _flush_lock(self) -> Iterator[None]:
+        self.version_dir.mkdir(parents=True, exist_ok=True)
+        with (self.version_dir / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def flush(self) -> Path | None:
+        """Persist the overlay as a new generation (the latest generation on disk merged with it, overlay items
+        replacing stored ones) and switch ``current`` to it; returns its directory, None when nothing was pending.
+        """
+        with self._lock:
+            snapshot = dict(self._overlay)
+        if not snapshot:
+            return None
+        try:
+            with self._flush_lock():
+                self.reload()  # another process may have flushed since this one opened its generation
+                base = self._generation
+                codec = self.stored_codec()
+                assert codec is not None
+                path = self._write_generation(codec, base, snapshot)
+                _replace_symlink(self.version_dir / CURRENT, path.name)
+                self.reload()
+                self._prune(keep={path.name} | (set() if base is None else {base.path.name}))
+        except OSError as exc:
+            raise StoreError(f"{self.version_dir}: cannot write a new index generation: {exc}") from None
+        with self._lock:  # items written again during the flush stay pending
+            self._overlay = {k: blob for k, blob in self._overlay.items() if snapshot.get(k) is not blob}
+        return path
+
+    def _new_generation_dir(self) -> Path:
+        numbers = [int(p.name.removeprefix(_GENERATION_PREFIX)) for p in self.version_dir.glob(f"{_GENERATION_PREFIX}*")
+                   if p.name.removeprefix(_GENERATION_PREFIX).isdigit()]
+        path = self.version_dir / f"{_GENERATION_PREFIX}{max(numbers, default=0) + 1:06d}"
+        path.mkdir()
+        return path
+
+    def _write_generation(self, codec: TokenCodec, base: _Generation | None, overlay: Mapping[str, bytes]) -> Path:
+        """Write ``base``'s items not in ``overlay`` followed by ``overlay``'s, in a new generation directory."""
+        if base is not None and base.codec != codec:
+            raise StoreError(f"{base.path}: written with {base.codec!r}, the overlay with {codec!r}")
+        kept = (np.zeros(0, dtype=np.int64) if base is None else
+                np.flatnonzero([item_id not in overlay for item_id in base.ids]))
+        added = codec.unpack(list(overlay.values()))
+        lengths = np.concatenate([np.zeros(0, np.int64) if base is None else np.diff(base.offsets)[kept],
+                                  added.lengths])
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        tokens = int(offsets[-1])
+        path = self._new_generation_dir()
+        out = {"codes": np.lib.format.open_memmap(path / "codes.npy", "w+", np.uint8, (tokens, codec.code_size)),
+               "masks": np.lib.format.open_memmap(path / "masks.npy", "w+", np.bool_, (tokens,)),
+               "token_ids": np.lib.format.open_memmap(path / "token_ids.npy", "w+", np.int32, (tokens,))}
+        at = 0
+        for begin in range(0, len(kept), _ROWS_PER_COPY):
+            assert base is not None
+            index = _token_index(base.offsets, kept[begin : begin + _ROWS_PER_COPY])
+            out["codes"][at : at + len(index)] = base.codes[index]
+            out["masks"][at : at + len(index)] = base.masks[index]
+            out["token_ids"][at : at + len(index)] = base.token_ids[index]
+            at += len(index)
+        out["codes"][at:] = added.codes
+        out["masks"][at:] = added.masks
+        out["token_ids"][at:] = added.token_ids
+        for array in out.values():
+            array.flush()
+        del out
+        np.save(path / "offsets.npy", offsets)
+        (path / "codec.bin").write_bytes(codec.to_bytes())
+        ids = ([] if base is None else [base.ids[r] for r in kept.tolist()]) + list(overlay)
+        index = {"format": FORMAT, "model_version": self.model_version, "codec": codec.name, "items": len(ids),
+                 "tokens": tokens, "ids": ids}
+        (path / "index.json").write_text(json.dumps(index), encoding="utf-8")
+        for name in os.listdir(path):
+            _fsync(path / name)
+        _fsync(path)
+        return path
+
+    def _prune(self, keep: set[str]) -> None:
+        """Remove generations not in ``keep`` (and leftovers of interrupted flushes)."""
+        for path in self.version_dir.glob(f"{_GENERATION_PREFIX}*"):
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def activate(self) -> None:
+        """Point ``<directory>/active`` at this model version (one atomic symlink replacement)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _replace_symlink(self.directory / ACTIVE, self.model_version)
+        except OSError as exc:
+            raise StoreError(f"{self.directory}: cannot activate {self.model_version}: {exc}") from None
+
+    def close(self) -> None:
+        """Release the memory maps. Pending overlay items are dropped: :meth:`flush` first to keep them."""
+        with self._lock:
+            self._closed = True
+            self._generation = None
+            self._overlay = {}
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
