@@ -26,7 +26,7 @@ from tqdm import tqdm
 from mkd.data import Product, load_pairs
 from service.core.maxsim import maxsim
 from service.core.models import ColBERTModel
-from service.store import ItemStore, ItemTokens, pad_items, unpad_items
+from service.store import ItemStore, ItemTokens, pad_items
 from service.store.codec import CodecName, TokenCodec
 
 CODEC_SAMPLE_ITEMS = 1024
@@ -50,12 +50,6 @@ class IndexTarget(ItemStore, Protocol):
     def flush(self) -> object: ...
 
     def activate(self) -> None: ...
-
-
-def encode_items(model: ColBERTModel, titles: Sequence[str]) -> list[ItemTokens]:
-    """Titles → their items (real tokens only) with the model's item encoder, one batch."""
-    batch = model.encode_items(titles)
-    return unpad_items(batch.vectors, batch.mask, batch.input_ids, model.meta.pad_id)
 
 
 def _work_order(products: Sequence[Product], sample: int, seed: int) -> list[Product]:
@@ -93,7 +87,7 @@ def index_catalogue(products: Sequence[Product], model: ColBERTModel, store: Ind
         for begin in range(0, len(work), batch_size):
             batch = work[begin : begin + batch_size]
             items = dict(zip((p.product_uid for p in batch),
-                             encode_items(model, [p.product_title for p in batch]), strict=True))
+                             model.item_tokens([p.product_title for p in batch]), strict=True))
             if stored is None:
                 pending.update(items)
                 if len(pending) < min(codec_sample_items, len(work)):
@@ -153,7 +147,7 @@ def evaluate_codec(model: ColBERTModel, pairs_path: str | Path, codec: TokenCode
             q_mask[begin : begin + len(encoded), :width] = encoded.mask
             bar.update(len(encoded))
         for begin in range(0, len(titles), batch_size):
-            items = encode_items(model, titles[begin : begin + batch_size])
+            items = model.item_tokens(titles[begin : begin + batch_size])
             exact.extend(items)
             decoded.extend(codec.decode(codec.unpack(codec.encode_items(items))))
             bar.update(len(items))

@@ -20,7 +20,7 @@ from service.core.models import ColBERTModel
 from service.metrics import Metrics
 from service.model_repository import resolve_model
 from service.settings import Settings
-from service.store import ItemStore
+from service.store import ItemStore, StoreError
 from service.store.factory import open_store
 
 log = logging.getLogger("service")
@@ -135,6 +135,12 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
                 await grpc_server.stop()
             await engine.stop()
             if store is None:
+                flush = getattr(item_store, "flush", None)
+                if callable(flush):  # keep items written at run time (PUT /v1/items, write-back)
+                    try:
+                        flush()
+                    except (StoreError, OSError):
+                        log.exception("could not persist the store's run-time items")
                 item_store.close()
             limits.restore_original_limits()
 

@@ -14,7 +14,7 @@ from service.backends import Backend
 from service.core.maxsim import calibrate, maxsim, sigmoid
 from service.core.tokenization import Side, StudentTokenizer
 from service.model_repository import ModelRepositoryError, ModelVersion, resolve_model
-from service.store import ItemTokens
+from service.store import ItemTokens, unpad_items
 
 Progress = Callable[[int], None]
 
@@ -65,9 +65,7 @@ class ColBERTModel:
     def item_tokens(self, titles: Sequence[str]) -> list[ItemTokens]:
         """Each title's token embeddings trimmed to its real tokens, as the item store keeps them."""
         batch = self.encode_items(titles)
-        lengths = (batch.input_ids != self.meta.pad_id).sum(axis=1)
-        return [ItemTokens(batch.vectors[i, :n].copy(), batch.mask[i, :n].copy(),
-                           batch.input_ids[i, :n].astype(np.int32)) for i, n in enumerate(lengths.tolist())]
+        return unpad_items(batch.vectors, batch.mask, batch.input_ids, self.meta.pad_id)
 
     def similarity(self, queries: TokenEmbeddings, items: TokenEmbeddings) -> np.ndarray:
         """Paired MaxSim (B,), or one query (B=1) against every item."""

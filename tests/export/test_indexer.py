@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from export.indexer import IndexingError, encode_items, evaluate_codec, index_catalogue
+from export.indexer import IndexingError, evaluate_codec, index_catalogue
 from mkd.data import Pair, Product, build_catalogue, load_pairs, write_catalogue, write_pairs
 from relevance.cli import app
 from service.core.models import ColBERTModel, TokenEmbeddings, load_runtime_model
@@ -94,7 +94,7 @@ def test_index_local_then_resume(tmp_path: Path, products: list[Product], model:
 
     reader = LocalItemStore(root, model.version.label)
     ids = [p.product_uid for p in products]
-    expected = encode_items(model, [p.product_title for p in products])
+    expected = model.item_tokens([p.product_title for p in products])
     for got, want in zip(reader.get_many(ids), expected, strict=True):
         assert got is not None
         np.testing.assert_array_equal(got.token_ids, want.token_ids)
@@ -136,7 +136,7 @@ def test_evaluate_codec_reports_the_auc_cost(tmp_path: Path, vendored_sample: li
                                              model: ColBERTModel) -> None:
     pairs = tmp_path / "pairs.tsv"
     write_pairs(pairs, vendored_sample[:200])
-    sample = np.concatenate([item.vectors for item in encode_items(model, [p.product_title for p in
+    sample = np.concatenate([item.vectors for item in model.item_tokens([p.product_title for p in
                                                                            vendored_sample[:64]])])
     sq8 = evaluate_codec(model, pairs, TokenCodec.train_sq8(sample))
     assert sq8["n"] == 200 and 0.0 <= sq8["roc_auc_codec"] <= 1.0
