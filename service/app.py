@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.router import ops, v1
 from service.core.engine import ScoringEngine
 from service.core.models import ColBERTModel
+from service.explain import Explainer
 from service.metrics import Metrics
 from service.model_repository import resolve_model
 from service.settings import Settings
@@ -118,6 +119,11 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
                             "store": type(item_store).__name__})
         metrics.ready.set(1)
         app.state.engine = engine
+        app.state.explainer = Explainer(
+            settings.teacher_url, settings.teacher_model,
+            api_key=settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else None,
+            timeout_s=settings.teacher_timeout_s, retries=settings.teacher_retries,
+            normalisation=settings.teacher_normalisation)
         grpc_server = None
         if settings.grpc_port is not None:
             from service.grpc.server import start_grpc
@@ -133,6 +139,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
             app.state.engine = None
             if grpc_server is not None:
                 await grpc_server.stop()
+            await app.state.explainer.aclose()
             await engine.stop()
             if store is None:
                 flush = getattr(item_store, "flush", None)

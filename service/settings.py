@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     teacher_api_key: SecretStr | None = Field(None, description="Bearer token for the teacher endpoint.")
     teacher_timeout_s: float = Field(30.0, gt=0, description="Per-attempt teacher timeout.")
     teacher_retries: int = Field(1, ge=0, description="Retries after a failed teacher call.")
+    teacher_normalisation: Literal["softmax", "renormalise"] = Field(
+        "softmax", description="Eq. 4 as printed (softmax over pG, pB) or pG / (pG + pB).")
 
     # --- access and network --------------------------------------------------------------------------------
     api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted API keys; empty = no auth.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.protocol import (
     Evidence,
+    ExplainRequest,
     ItemScore,
     Problem,
     RerankDocument,
@@ -24,6 +26,7 @@ from service.api.protocol import (
 )
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput, ScoringEngine
+from service.explain import Explainer, ExplainResult, TeacherResponseError, TeacherUnavailable
 from service.settings import Settings
 from service.store import StoreError
 
@@ -33,6 +36,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": "Request body too large."},
     503: {"model": Problem, "description": "Overloaded or not ready; retry after the Retry-After header."},
 }
+
+
+NO_TEACHER_RETRY_S = 300  # no teacher configured: retrying soon will not help
 
 
 def get_settings(request: Request) -> Settings:
@@ -135,6 +141,32 @@ async def rerank(body: RerankRequest, engine: Engine, settings: Config) -> Reran
                               document=RerankDocument(text=texts[i]) if body.return_documents else None)
                  for i, s in ranked],
         meta={"timings_ms": outcome.timings_ms})
+
+
+@v1.post("/explain", response_model=ExplainResult,
+         responses={502: {"model": Problem, "description": "The teacher answered with an error."}})
+async def explain(body: ExplainRequest, request: Request, settings: Config) -> ExplainResult:
+    """The ELLM-rele teacher's chain of thought for a (query, title) pair: aspects with match/mismatch, the
+    judgement and the teacher's score (eq. 4). 503 with Retry-After when no teacher is configured or it is down;
+    scoring is unaffected."""
+    check_text(body.query, ["query"], settings.max_query_chars)
+    check_text(body.title, ["title"], settings.max_title_chars)
+    explainer: Explainer = request.app.state.explainer
+    metrics = request.app.state.metrics
+    started = time.perf_counter()
+    try:
+        result = await explainer.explain(body.query, body.title)
+    except TeacherUnavailable as exc:
+        metrics.explain.labels("unavailable").inc()
+        retry = exc.retry_after_s if exc.retry_after_s is not None else NO_TEACHER_RETRY_S
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(retry)))}) from None
+    except TeacherResponseError as exc:
+        metrics.explain.labels("teacher_error").inc()
+        raise HTTPException(502, f"the teacher answered with an error: {exc}") from None
+    finally:
+        metrics.explain_latency.observe(time.perf_counter() - started)
+    metrics.explain.labels("ok").inc()
+    return result
 
 
 @v1.put("/items", response_model=UpsertResponse)

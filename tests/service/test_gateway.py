@@ -186,3 +186,12 @@ def test_api_keys(tiny_model_repository: Path, store_dir: Path) -> None:
         assert client.post("/v1/score", json=body, headers={"X-API-Key": "wrong"}).status_code == 403
         assert client.post("/v1/score", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert client.get("/healthz").status_code == 200  # probes stay open
+
+
+def test_explain_without_a_teacher_is_a_clear_503_and_scoring_goes_on(client: TestClient) -> None:
+    response = client.post("/v1/explain", json={"query": QUERY, "title": STORED["100001"]})
+    assert response.status_code == 503 and "no teacher configured" in response.json()["detail"]
+    assert int(response.headers["retry-after"]) >= 1
+    assert client.post("/v1/explain", json={"query": QUERY, "title": " "}).status_code == 422
+    assert client.post("/v1/score", json={"query": QUERY, "items": [{"id": "100001"}]}).status_code == 200
+    assert 'relevance_explain_requests_total{outcome="unavailable"}' in client.get("/metrics").text
