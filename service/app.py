@@ -141,6 +141,9 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
                 await grpc_server.stop()
             await app.state.explainer.aclose()
             await engine.stop()
+            close_backend = getattr(model.backend, "close", None)
+            if callable(close_backend):
+                close_backend()
             if store is None:
                 flush = getattr(item_store, "flush", None)
                 if callable(flush):  # keep items written at run time (PUT /v1/items, write-back)

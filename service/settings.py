@@ -49,7 +49,9 @@ class Settings(BaseSettings):
 
     # --- query encoding: dynamic micro-batching and cache ---------------------------------------------------
     batch_max_size: int = Field(32, ge=1, description="Queries encoded together at most.")
-    batch_max_wait_ms: float = Field(1.0, ge=0.0, description="How long a batch waits to fill (ms).")
+    batch_max_wait_ms: float = Field(
+        0.0, ge=0.0, description="How long a batch waits to fill (ms); 0 = batches form from what queued while "
+                                 "the encoder was busy, so a lone request never waits.")
     queue_size: int = Field(2048, ge=1, description="Queries waiting for the encoder before 503.")
     query_cache_size: int = Field(50_000, ge=0, description="LRU entries of query embeddings (0 = off).")
     title_cache_size: int = Field(50_000, ge=0, description="LRU entries of titles encoded on the fly.")

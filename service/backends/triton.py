@@ -3,6 +3,7 @@ hosted by Triton (or any server speaking the KServe v2 / Open Inference Protocol
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -11,36 +12,67 @@ import numpy as np
 from service.model_repository import ModelVersion
 
 
+class TritonUnavailableError(ConnectionError):
+    """Triton did not answer the model metadata request at start-up; the message names the URL and model."""
+
+
 class TritonBackend:
     """Calls ``infer`` on ``model_version.name`` / ``model_version.version``; the input and output names come
-    from the server's model metadata, so a mismatch with the repository is found at start-up."""
+    from the server's model metadata, so a mismatch with the repository is found at start-up.
+
+    The gRPC client is thread-safe and shared. tritonclient's HTTP client is not (geventhttpclient binds it to
+    the thread that made it), so each calling thread gets its own.
+    """
 
     def __init__(self, url: str, model_version: ModelVersion, *, protocol: Literal["grpc", "http"] = "grpc",
                  timeout_s: float = 2.0) -> None:
-        if protocol == "grpc":
-            import tritonclient.grpc as client_module
-
-            self.client: Any = client_module.InferenceServerClient(url=url)
-            self._timeout: dict[str, Any] = {"client_timeout": timeout_s}
-        else:
-            import tritonclient.http as client_module  # type: ignore[no-redef]
-
-            self.client = client_module.InferenceServerClient(url=url, connection_timeout=timeout_s,
-                                                              network_timeout=timeout_s)
-            self._timeout = {}
-        self._module: Any = client_module
+        self.url = url
         self.protocol = protocol
+        self.timeout_s = timeout_s
         self.model_name = model_version.name
         self.version = str(model_version.version)
-        metadata = self.client.get_model_metadata(self.model_name, self.version)
         if protocol == "grpc":
-            inputs = [i.name for i in metadata.inputs]
-            outputs = [o.name for o in metadata.outputs]
+            import tritonclient.grpc as module
         else:
-            inputs = [i["name"] for i in metadata["inputs"]]
-            outputs = [o["name"] for o in metadata["outputs"]]
+            import tritonclient.http as module  # type: ignore[no-redef]
+        self._module: Any = module
+        self._timeout: dict[str, Any] = {"client_timeout": timeout_s} if protocol == "grpc" else {}
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        try:
+            metadata = self.client.get_model_metadata(self.model_name, self.version, **self._timeout)
+        except (module.InferenceServerException, OSError) as exc:
+            self.close()
+            raise TritonUnavailableError(f"Triton at {url} ({protocol}): no metadata for model "
+                                         f"{self.model_name!r} version {self.version}: {exc}") from exc
+        if protocol == "grpc":
+            inputs, outputs = [i.name for i in metadata.inputs], [o.name for o in metadata.outputs]
+        else:
+            inputs, outputs = [i["name"] for i in metadata["inputs"]], [o["name"] for o in metadata["outputs"]]
         self.input_names = tuple(inputs)
         self.output_name = outputs[0]
+
+    def _new_client(self) -> Any:
+        if self.protocol == "grpc":
+            return self._module.InferenceServerClient(url=self.url)
+        return self._module.InferenceServerClient(url=self.url, connection_timeout=self.timeout_s,
+                                                  network_timeout=self.timeout_s)
+
+    @property
+    def client(self) -> Any:
+        """The shared gRPC client, or this thread's HTTP client."""
+        key = "shared" if self.protocol == "grpc" else "local"
+        holder = self if key == "shared" else self._local
+        client = getattr(holder, "_client", None)
+        if client is None:
+            with self._lock:
+                client = getattr(holder, "_client", None)
+                if client is None:
+                    client = self._new_client()
+                    holder._client = client
+                    self._clients.append(client)
+        return client
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         inputs = []
@@ -55,4 +87,7 @@ class TritonBackend:
         return np.asarray(result.as_numpy(self.output_name))
 
     def close(self) -> None:
-        self.client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

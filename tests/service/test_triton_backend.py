@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import greenlet
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -188,14 +187,7 @@ def _score(client: TestClient, query: str) -> dict[str, Any]:
     return body
 
 
-HTTP_GATEWAY_BUG = pytest.mark.xfail(
-    strict=True, raises=greenlet.error,
-    reason="TritonBackend builds its tritonclient.http client (single-thread: geventhttpclient binds it to the "
-           "creating thread) on the lifespan thread, and the engine calls run() on its encoder thread: every "
-           "/v1/score with triton_protocol=http fails with 'Cannot switch to a different thread'")
-
-
-@pytest.mark.parametrize("protocol", ["grpc", pytest.param("http", marks=HTTP_GATEWAY_BUG)])
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_gateway_on_triton_scores_like_the_in_process_gateway(kserve_server: KServeServer,
                                                               tiny_model_repository: Path, tmp_path: Path,
                                                               protocol: Protocol) -> None:
