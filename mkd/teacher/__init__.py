@@ -1,7 +1,16 @@
-"""ELLM-rele, the teacher: its prompts (`prompt`) and its score (eq. 4, `score`). Nothing here imports torch."""
+"""ELLM-rele, the teacher: its prompts (`prompt`), its score (eq. 4, `score`) and a client for it served behind an
+OpenAI-compatible API (`openai_client`). Nothing here imports torch: the gateway uses it for the explain API."""
 
 from __future__ import annotations
 
+from mkd.teacher.openai_client import (
+    Endpoint,
+    TeacherClient,
+    TeacherError,
+    TeacherResponseError,
+    TeacherResult,
+    TeacherUnavailable,
+)
 from mkd.teacher.prompt import (
     EXAMPLES,
     SYSTEM_PROMPT,
@@ -24,9 +33,15 @@ __all__ = [
     "EXAMPLES",
     "SYSTEM_PROMPT",
     "ChatMessage",
+    "Endpoint",
     "JudgementReading",
     "Normalisation",
+    "TeacherClient",
+    "TeacherError",
+    "TeacherResponseError",
+    "TeacherResult",
     "TeacherScore",
+    "TeacherUnavailable",
     "TokenLogprob",
     "TopLogprob",
     "annotation_messages",
