@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     teacher_url: str | None = Field(None, description="Base URL of the teacher, e.g. http://vllm:8000/v1.")
     teacher_model: str = Field("ellm-rele", description="Model name sent to the teacher endpoint.")
     teacher_api_key: SecretStr | None = Field(None, description="Bearer token for the teacher endpoint.")
-    teacher_timeout_s: float = Field(30.0, gt=0, description="Per-attempt teacher timeout.")
+    teacher_timeout_s: float = Field(30.0, gt=0, description="Limit of one explanation call, retries included.")
     teacher_retries: int = Field(1, ge=0, description="Retries after a failed teacher call.")
     teacher_normalisation: Literal["softmax", "renormalise"] = Field(
         "softmax", description="Eq. 4 as printed (softmax over pG, pB) or pG / (pG + pB).")
