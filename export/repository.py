@@ -28,6 +28,7 @@ from export.onnx import (
     quantize_int8,
 )
 from export.triton import Tensor, TritonModelSpec, write_config
+from mkd.data import REPO_ROOT
 from mkd.students import Student
 from mkd.students.colbert import ColBERTStudent
 from mkd.students.registry import load_student
@@ -217,6 +218,8 @@ def export_triton(checkpoint: Path, repository: Path, *, name: str | None = None
         shutil.copytree(Path(scratch) / precision, target)
     meta = ServingMeta.load(target / "serving.json")
     config_path = write_config(model_dir, triton_spec(model_dir.name, meta, options))
+    for other in result["variants"].values():
+        other.pop("directory", None)  # the scratch copies are gone; only the served graph stays
     entry = result["variants"][precision]
     entry["directory"] = str(target)
     summary = {"model": model_dir.name, "version": chosen, "precision": precision, "family": family,
@@ -231,6 +234,32 @@ def export_triton(checkpoint: Path, repository: Path, *, name: str | None = None
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _relative(path: str) -> str:
+    """A path inside the repository, relative to its root (the card is read on other machines)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return path
+
+
+def training_command(record: dict[str, Any]) -> str:
+    """The ``relevance train`` command line that the training record's settings correspond to."""
+    config = record["config"]
+    words = ["relevance", "train", "--student", config["family"], "--epochs", str(config["epochs"])]
+    if config.get("max_steps"):
+        words += ["--max-steps", str(config["max_steps"])]
+    if "teacher" in record["data"]:
+        words += ["--teacher", _relative(record["data"]["teacher"]["path"])]
+    words += ["--batch-size", str(config["batch_size"]), "--lr", str(config["lr"]), "--head-lr",
+              str(config["head_lr"]), "--seed", str(config["seed"])]
+    lambdas = config["lambdas"]
+    words += ["--lambda-score", str(lambdas[0]), "--lambda-cot", str(lambdas[1]), "--lambda-ce", str(lambdas[2])]
+    checkpoint = record.get("best", {}) or {}
+    if checkpoint.get("checkpoint"):
+        words += ["--out", _relative(str(Path(checkpoint["checkpoint"]).parent))]
+    return shlex.join(words)
 
 
 def model_card(summary: dict[str, Any], record: dict[str, Any] | None, *, command: str) -> str:
@@ -266,7 +295,8 @@ def model_card(summary: dict[str, Any], record: dict[str, Any] | None, *, comman
             f"on {config['threads']} CPU threads.",
         ]
         for split, data in record["data"].items():
-            lines.append(f"- {split}: `{data['path']}` ({data['rows']} rows, sha256 {data['sha256'][:16]}…)")
+            lines.append(f"- {split}: `{_relative(data['path'])}` ({data['rows']} rows, sha256 "
+                         f"{data['sha256'][:16]}…)")
         if record.get("best"):
             lines.append(f"- Best validation ROC-AUC {_fmt(record['best']['roc_auc'])} at step "
                          f"{record['best']['step']}; git commit {record.get('git_commit')}.")
@@ -285,7 +315,9 @@ def model_card(summary: dict[str, Any], record: dict[str, Any] | None, *, comman
     else:
         lines.append("Not evaluated at export time (no `--evaluate` pairs file).")
     lines += [
-        "", "## Reproduce", "", "```", command, "```", "",
+        "", "## Reproduce", "", "```",
+        *([training_command(record)] if record is not None else []),
+        command, "```", "",
         "## Intended use and limits",
         "- Relevance of a Home Depot-style product title to a search query, p(Good) calibrated on human labels "
         "(Good = rating > 2). Trained on English home-improvement queries; other catalogues need re-training.",
