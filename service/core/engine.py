@@ -22,7 +22,7 @@ from service.core.maxsim import maxsim_segments
 from service.core.models import ColBERTModel
 from service.metrics import Metrics
 from service.settings import Settings
-from service.store import ItemStore, ItemTokens, StoreError
+from service.store import ItemBatch, ItemStore, ItemTokens, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -142,52 +142,54 @@ class ScoringEngine:
         return out  # type: ignore[return-value]
 
     # --- items ------------------------------------------------------------------------------------------------
-    async def fetch(self, ids: Sequence[str]) -> tuple[list[ItemTokens | None], str | None]:
-        """Stored embeddings in ``ids`` order (one store round trip), and the store's error if it failed."""
+    async def fetch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int], str | None]:
+        """Stored embeddings of ``ids`` (one store round trip), their positions in ``ids``, and the store's error
+        if it failed (then nothing is found)."""
         if not ids:
-            return [], None
+            return ItemBatch.empty(), [], None
         started = time.perf_counter()
         try:
-            found = await asyncio.get_running_loop().run_in_executor(self.store_threads, self.store.get_many, ids)
+            batch, slots = await asyncio.get_running_loop().run_in_executor(self.store_threads,
+                                                                            self.store.get_batch, ids)
         except StoreError as exc:
             self.metrics.store_errors.labels("get").inc()
             log.warning("store read failed: %s", exc)
-            return [None] * len(ids), f"store unavailable: {exc}"
+            return ItemBatch.empty(), [], f"store unavailable: {exc}"
         self.metrics.stage.labels("fetch").observe(time.perf_counter() - started)
-        return found, None
+        return batch, slots, None
 
     async def resolve_items(self, items: Sequence[ItemInput], *, use_store: bool = True,
-                            ) -> tuple[list[ItemTokens | None], list[ItemResult], dict[str, float]]:
-        """Each item's embeddings: from the store, else encoded from its title; errors per item."""
+                            ) -> tuple[ItemBatch, list[int], list[ItemResult], dict[str, float]]:
+        """The items' embeddings, concatenated (from the store, else encoded from the title), each batch item's
+        position in ``items``, and per-item results carrying the source or the error."""
         timings: dict[str, float] = {}
         results = [ItemResult(item.id) for item in items]
-        found: list[ItemTokens | None] = [None] * len(items)
-        store_error = None
+        batch, slots, store_error = ItemBatch.empty(), [], None
         if use_store:
             started = time.perf_counter()
-            found, store_error = await self.fetch([item.id for item in items])
+            batch, slots, store_error = await self.fetch([item.id for item in items])
             timings["fetch"] = _ms(time.perf_counter() - started)
-        missing = [k for k, got in enumerate(found) if got is None]
-        for k, got in enumerate(found):
-            if got is not None:
-                results[k].source = "store"
+        for slot in slots:
+            results[slot].source = "store"
+        found = set(slots)
+        missing = [k for k in range(len(items)) if k not in found]
         with_title = [k for k in missing if items[k].title and self.settings.encode_missing]
         if with_title:
             started = time.perf_counter()
             encoded = await self.encode_titles([items[k].title for k in with_title])  # type: ignore[misc]
             timings["encode_items"] = _ms(time.perf_counter() - started)
-            for k, tokens in zip(with_title, encoded, strict=True):
-                found[k] = tokens
+            batch = ItemBatch.concat([batch, ItemBatch.of(encoded, self.model.meta.dim)], self.model.meta.dim)
+            slots = [*slots, *with_title]
+            for k in with_title:
                 results[k].source = "title"
             if self.settings.write_back and store_error is None:
-                self._write_back({items[k].id: found[k] for k in with_title})  # type: ignore[misc]
-        for k in missing:
-            if found[k] is None:
-                reason = store_error or ("unknown item and no title to encode" if self.settings.encode_missing
-                                         else "unknown item (encoding from titles is disabled)")
-                results[k].error = reason
-                self.metrics.item_errors.labels("store_unavailable" if store_error else "unknown_item").inc()
-        return found, results, timings
+                self._write_back({items[k].id: tokens for k, tokens in zip(with_title, encoded, strict=True)})
+        for k in set(missing) - set(with_title):
+            reason = store_error or ("unknown item and no title to encode" if self.settings.encode_missing
+                                     else "unknown item (encoding from titles is disabled)")
+            results[k].error = reason
+            self.metrics.item_errors.labels("store_unavailable" if store_error else "unknown_item").inc()
+        return batch, slots, results, timings
 
     def _write_back(self, items: dict[str, ItemTokens]) -> None:
         async def write() -> None:
@@ -219,14 +221,14 @@ class ScoringEngine:
         started = time.perf_counter()
         query_task = asyncio.ensure_future(self.query_tokens(query))
         try:
-            found, results, timings = await self.resolve_items(items, use_store=use_store)
+            batch, slots, results, timings = await self.resolve_items(items, use_store=use_store)
             q = await query_task
         finally:
             if not query_task.done():
                 query_task.cancel()
         timings["query"] = _ms(time.perf_counter() - started)
         t0 = time.perf_counter()
-        self._maxsim(q, found, results, evidence)
+        self._maxsim(q, batch, slots, results, evidence)
         self.metrics.stage.labels("maxsim").observe(time.perf_counter() - t0)
         timings["maxsim"] = _ms(time.perf_counter() - t0)
         timings["total"] = _ms(time.perf_counter() - started)
@@ -236,25 +238,26 @@ class ScoringEngine:
                 self.metrics.items_scored.labels(source).inc(n)
         return ScoreOutcome(results, timings)
 
-    def _maxsim(self, q: QueryTokens, found: Sequence[ItemTokens | None], results: list[ItemResult],
+    def _maxsim(self, q: QueryTokens, batch: ItemBatch, slots: list[int], results: list[ItemResult],
                 evidence: bool) -> None:
-        rows = [k for k, got in enumerate(found) if got is not None and got.mask.any()]
-        for k, got in enumerate(found):
-            if got is not None and not got.mask.any():
-                results[k].error = "item has no token that takes part in scoring"
-        if not rows:
+        """MaxSim of the query against every item of ``batch`` (item j's result is ``results[slots[j]]``)."""
+        if not len(batch):
             return
-        kept = [found[k] for k in rows]
-        vectors = np.concatenate([t.vectors[t.mask] for t in kept]).astype(np.float32, copy=False)  # type: ignore[union-attr]
-        sizes = np.array([int(t.mask.sum()) for t in kept])  # type: ignore[union-attr]
-        offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        similarity, sim = maxsim_segments(q.vectors, vectors, offsets)
-        probabilities = self.model.probability(similarity)
-        for k, p in zip(rows, probabilities.tolist(), strict=True):
-            results[k].score = p
+        starts = np.cumsum(batch.lengths) - batch.lengths  # every item has at least [CLS] and [SEP]
+        counts = np.add.reduceat(batch.mask.astype(np.int64), starts)  # interacting tokens per item
+        live = counts > 0
+        for j in np.flatnonzero(~live).tolist():
+            results[slots[j]].error = "item has no token that takes part in scoring"
+        if not live.any():
+            return
+        live_counts = counts[live]
+        offsets = np.cumsum(live_counts) - live_counts
+        similarity, sim = maxsim_segments(q.vectors, batch.vectors[batch.mask], offsets)
+        live_slots = [slots[j] for j in np.flatnonzero(live).tolist()]
+        for slot, p in zip(live_slots, self.model.probability(similarity).tolist(), strict=True):
+            results[slot].score = p
         if evidence:
-            token_ids = np.concatenate([t.token_ids[t.mask] for t in kept])  # type: ignore[union-attr]
-            self._evidence(q, sim, token_ids, offsets, sizes, rows, results)
+            self._evidence(q, sim, batch.token_ids[batch.mask], offsets, live_counts, live_slots, results)
 
     def _evidence(self, q: QueryTokens, sim: np.ndarray, token_ids: np.ndarray, offsets: np.ndarray,
                   sizes: np.ndarray, rows: list[int], results: list[ItemResult]) -> None:

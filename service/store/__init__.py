@@ -31,6 +31,42 @@ class ItemTokens:
         return int(self.vectors.shape[0])
 
 
+@dataclass(frozen=True, slots=True)
+class ItemBatch:
+    """Several items' tokens concatenated (the request path's layout, no per-item arrays): ``vectors`` (T, dim)
+    float32, ``mask`` (T,) bool, ``token_ids`` (T,) int32; item j owns ``lengths[j]`` rows, in order."""
+
+    vectors: np.ndarray
+    mask: np.ndarray
+    token_ids: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def empty(cls, dim: int = 0) -> ItemBatch:
+        """No items (``concat`` drops empty batches, so their width does not matter)."""
+        return cls(np.zeros((0, dim), np.float32), np.zeros(0, bool), np.zeros(0, np.int32), np.zeros(0, np.int64))
+
+    @classmethod
+    def of(cls, items: Sequence[ItemTokens], dim: int) -> ItemBatch:
+        if not items:
+            return cls.empty(dim)
+        return cls(np.concatenate([i.vectors for i in items]).astype(np.float32, copy=False),
+                   np.concatenate([i.mask for i in items]).astype(bool, copy=False),
+                   np.concatenate([i.token_ids for i in items]).astype(np.int32, copy=False),
+                   np.array([len(i) for i in items], dtype=np.int64))
+
+    @classmethod
+    def concat(cls, batches: Sequence[ItemBatch], dim: int) -> ItemBatch:
+        batches = [b for b in batches if len(b)]
+        if len(batches) < 2:
+            return batches[0] if batches else cls.empty(dim)
+        return cls(np.concatenate([b.vectors for b in batches]), np.concatenate([b.mask for b in batches]),
+                   np.concatenate([b.token_ids for b in batches]), np.concatenate([b.lengths for b in batches]))
+
+
 class StoreError(RuntimeError):
     """The store could not be read or written (connection lost, corrupt entry); the message says which."""
 
@@ -42,6 +78,11 @@ class ItemStore(Protocol):
 
     def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
         """The items in ``ids`` order, None where unknown; one round trip to the backing store."""
+        ...
+
+    def get_batch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int]]:
+        """The found items concatenated (the request path's read) and, per batch item, its position in ``ids``;
+        one round trip, one dequantisation."""
         ...
 
     def put_many(self, items: Mapping[str, ItemTokens]) -> None:

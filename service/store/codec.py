@@ -45,7 +45,7 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from service.store import ItemTokens, StoreError
+from service.store import ItemBatch, ItemTokens, StoreError
 
 CodecName = Literal["sq8", "float32"]
 CODEC_NAMES: tuple[CodecName, ...] = ("sq8", "float32")
@@ -242,6 +242,10 @@ class TokenCodec:
         vectors, masks, token_ids = self.decode_vectors(packed.codes), packed.masks, packed.token_ids
         bounds = itertools.pairwise([0, *np.cumsum(packed.lengths).tolist()])
         return [ItemTokens(vectors[a:b], masks[a:b], token_ids[a:b]) for a, b in bounds]
+
+    def decode_batch(self, packed: PackedItems) -> ItemBatch:
+        """Unpacked items → one concatenated batch, with one dequantisation and no per-item arrays."""
+        return ItemBatch(self.decode_vectors(packed.codes), packed.masks, packed.token_ids, packed.lengths)
 
     def decode_items(self, blobs: Sequence[bytes | None]) -> list[ItemTokens | None]:
         """Byte strings (None for absent items) → items in the same order, None kept."""

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.store import ItemTokens, StoreError
+from service.store import ItemBatch, ItemTokens, StoreError
 from service.store.codec import PackedItems, TokenCodec
 
 FORMAT = 1
@@ -178,12 +178,12 @@ class LocalItemStore:
         with self._lock:
             return self._generation, self._overlay
 
-    def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
+    def _lookup(self, ids: Sequence[str]) -> tuple[TokenCodec | None, list[tuple[list[int], PackedItems]]]:
+        """The codec and, for the overlay and the generation, the slots found there with their packed items."""
         generation, overlay = self._snapshot()
         codec = self._codec if generation is None else generation.codec
-        out: list[ItemTokens | None] = [None] * len(ids)
         if codec is None:
-            return out
+            return None, []
         overlay_slots: list[int] = []
         blobs: list[bytes] = []
         base_slots: list[int] = []
@@ -196,14 +196,29 @@ class LocalItemStore:
             elif generation is not None and (row := generation.position.get(item_id)) is not None:
                 base_slots.append(slot)
                 rows.append(row)
+        parts = []
         if blobs:
-            for slot, item in zip(overlay_slots, codec.decode(codec.unpack(blobs)), strict=True):
-                out[slot] = item
+            parts.append((overlay_slots, codec.unpack(blobs)))
         if rows:
             assert generation is not None
-            for slot, item in zip(base_slots, codec.decode(generation.packed(rows)), strict=True):
+            parts.append((base_slots, generation.packed(rows)))
+        return codec, parts
+
+    def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
+        out: list[ItemTokens | None] = [None] * len(ids)
+        codec, parts = self._lookup(ids)
+        for slots, packed in parts:
+            assert codec is not None
+            for slot, item in zip(slots, codec.decode(packed), strict=True):
                 out[slot] = item
         return out
+
+    def get_batch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int]]:
+        codec, parts = self._lookup(ids)
+        if codec is None or not parts:
+            return ItemBatch.empty(), []
+        batches = [codec.decode_batch(packed) for _, packed in parts]
+        return ItemBatch.concat(batches, codec.dim), [slot for slots, _ in parts for slot in slots]
 
     def put_many(self, items: Mapping[str, ItemTokens]) -> None:
         """Insert or replace ``items`` in the in-memory overlay (readable at once, on disk after :meth:`flush`)."""

@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.store import ItemTokens, StoreError
+from service.store import ItemBatch, ItemTokens, StoreError
 from service.store.codec import TokenCodec
 
 CODEC_KEY = "__codec__"
@@ -101,9 +101,8 @@ class RedisItemStore:
             self._codec = None if data is None else TokenCodec.from_bytes(data)
         return self._codec
 
-    def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
-        if not ids:
-            return []
+    def _mget(self, ids: Sequence[str]) -> tuple[TokenCodec | None, list[bytes | None]]:
+        """One MGET of the items (and of the codec, until it is known); codec None when nothing was written."""
         keys = [self.key(i) for i in ids]
         fetch_codec = self._codec is None
         try:
@@ -113,10 +112,24 @@ class RedisItemStore:
         if fetch_codec:
             codec_bytes, values = values[0], values[1:]
             if codec_bytes is None:  # nothing was ever written for this version
-                return [None] * len(ids)
+                return None, [None] * len(ids)
             self._codec = TokenCodec.from_bytes(codec_bytes)
-        assert self._codec is not None
-        return self._codec.decode_items(values)
+        return self._codec, values
+
+    def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
+        if not ids:
+            return []
+        codec, values = self._mget(ids)
+        return [None] * len(ids) if codec is None else codec.decode_items(values)
+
+    def get_batch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int]]:
+        slots = []
+        if ids:
+            codec, values = self._mget(ids)
+            slots = [slot for slot, value in enumerate(values) if value is not None]
+            if codec is not None and slots:
+                return codec.decode_batch(codec.unpack([values[slot] for slot in slots])), slots  # type: ignore[misc]
+        return ItemBatch.empty(), []
 
     def set_codec(self, codec: TokenCodec) -> TokenCodec:
         """Store ``codec`` for this version unless one is stored already (SET NX); returns the codec in force."""

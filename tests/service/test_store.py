@@ -194,6 +194,29 @@ def test_unknown_ids_are_none_in_request_order(make_store: StoreFactory) -> None
     assert store.missing(["p0", "x", "p2", "y"]) == ["x", "y"]
 
 
+def test_get_batch_holds_what_get_many_returns(make_store: StoreFactory) -> None:
+    """The request path's read: found items concatenated, each with its position in the request; persisted
+    items and items still in the local store's overlay together."""
+    store = make_store(codec=SQ8)
+    assert store.get_batch(["p0"])[1] == []
+    store.put_many({k: ITEMS[k] for k in ("p0", "p1")})
+    persist(store)
+    store.put_many({"p2": ITEMS["p2"]})  # local: overlay only
+    ids = ["p2", "nope", "p0", "p1"]
+    batch, slots = store.get_batch(ids)
+    assert sorted(slots) == [0, 2, 3] and len(batch) == 3
+    many = store.get_many(ids)
+    at = 0
+    for slot, length in zip(slots, batch.lengths.tolist(), strict=True):
+        item = many[slot]
+        assert item is not None and len(item) == length
+        np.testing.assert_array_equal(batch.vectors[at : at + length], item.vectors)
+        np.testing.assert_array_equal(batch.mask[at : at + length], item.mask)
+        np.testing.assert_array_equal(batch.token_ids[at : at + length], item.token_ids)
+        at += length
+    assert at == len(batch.vectors)
+
+
 def test_put_replaces_an_item(make_store: StoreFactory) -> None:
     store = make_store(codec=F32)
     store.put_many({"a": ITEMS["p0"], "b": ITEMS["p1"]})
