@@ -89,6 +89,7 @@ class ScoringEngine:
         self._special = {i for i in (meta.cls_id, meta.sep_id, meta.pad_id, meta.query_marker_id,
                                      meta.item_marker_id) if i is not None}
         self._write_backs: set[asyncio.Task[None]] = set()
+        self._store_in_process = bool(getattr(store, "in_process", False))
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -149,8 +150,11 @@ class ScoringEngine:
             return ItemBatch.empty(), [], None
         started = time.perf_counter()
         try:
-            batch, slots = await asyncio.get_running_loop().run_in_executor(self.store_threads,
-                                                                            self.store.get_batch, ids)
+            if self._store_in_process:  # a memory read (well under a millisecond): a thread hop would cost more
+                batch, slots = self.store.get_batch(ids)
+            else:
+                batch, slots = await asyncio.get_running_loop().run_in_executor(self.store_threads,
+                                                                                self.store.get_batch, ids)
         except StoreError as exc:
             self.metrics.store_errors.labels("get").inc()
             log.warning("store read failed: %s", exc)
@@ -220,6 +224,7 @@ class ScoringEngine:
         """Scores in ``items`` order; ``use_store=False`` encodes every item from its title (rerank)."""
         started = time.perf_counter()
         query_task = asyncio.ensure_future(self.query_tokens(query))
+        await asyncio.sleep(0)  # let the query reach the encoder before an in-process store read runs
         try:
             batch, slots, results, timings = await self.resolve_items(items, use_store=use_store)
             q = await query_task

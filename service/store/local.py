@@ -121,6 +121,8 @@ class _Generation:
 class LocalItemStore:
     """Items of one model version in ``<directory>/<model version>/`` (see the module docstring)."""
 
+    in_process = True  # reads are memory reads: the gateway calls them on its event loop
+
     def __init__(self, directory: str | os.PathLike[str], model_version: str, codec: TokenCodec | None = None,
                  ) -> None:
         _check_version_label(model_version)
