@@ -29,7 +29,8 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     for k, q in enumerate(("p50_ms", "p90_ms", "p99_ms")):
         ax.bar(x + (k - 1) * 0.27, [r[q] for r in results], width=0.27, label=q.removesuffix("_ms"))
     ax.set_xticks(x, labels)
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_yscale("log")
     ax.set_title(f"POST /v1/score, {results[0]['items']} items per request")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
