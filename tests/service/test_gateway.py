@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from service.grpc import relevance_pb2_grpc as pb_grpc
 from service.settings import Settings
 from service.store.codec import TokenCodec
 from service.store.local import LocalItemStore
+from service.store.redis import RedisItemStore
+from tests.service.conftest import RedisServer
 
 STORED = {
     "100001": "Simpson Strong-Tie 12-Gauge Angle",
@@ -195,3 +198,28 @@ def test_explain_without_a_teacher_is_a_clear_503_and_scoring_goes_on(client: Te
     assert client.post("/v1/explain", json={"query": QUERY, "title": " "}).status_code == 422
     assert client.post("/v1/score", json={"query": QUERY, "items": [{"id": "100001"}]}).status_code == 200
     assert 'relevance_explain_requests_total{outcome="unavailable"}' in client.get("/metrics").text
+
+
+def test_redis_store_gives_the_same_scores(tiny_model_repository: Path, runtime: ColBERTModel,
+                                           redis_server: RedisServer) -> None:
+    """The gateway on a real Redis store (float32 codec) scores like the offline runtime, cached or not."""
+    store = RedisItemStore(redis_server.url, "gateway-test", runtime.version.label,
+                           TokenCodec.float32(runtime.meta.dim))
+    store.put_many(dict(zip(STORED, runtime.item_tokens(list(STORED.values())), strict=True)))
+    store.close()
+    settings = _settings(tiny_model_repository, Path("unused"), store="redis", redis_url=redis_server.url,
+                         namespace="gateway-test", grpc_port=None, write_back=True)
+    items = [{"id": "100002"}, {"id": "fresh", "title": "Everbilt 2 in. Zinc-Plated Corner Brace"}]
+    with TestClient(create_app(settings)) as client:
+        first = client.post("/v1/score", json={"query": QUERY, "items": items}).json()["scores"]
+        assert [s["source"] for s in first] == ["store", "title"]
+        deadline = time.monotonic() + 5  # the write-back runs after the first response
+        while True:
+            again = client.post("/v1/score", json={"query": QUERY, "items": [{"id": "fresh"}]}).json()["scores"]
+            if "score" in again[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    want = runtime.score_pairs([QUERY] * 2, [STORED["100002"], "Everbilt 2 in. Zinc-Plated Corner Brace"])
+    np.testing.assert_allclose([s["score"] for s in first], want, atol=1e-5)
+    assert again[0]["source"] == "store"  # written back by the first request
+    np.testing.assert_allclose(again[0]["score"], want[1], atol=1e-5)
