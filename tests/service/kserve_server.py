@@ -36,7 +36,7 @@ from kserve.model_server import app as kserve_app
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.model_repository import ONNX_FILE, list_versions
+from service.model_repository import ModelRepositoryError, resolve_model
 
 # ONNX tensor element types → v2 datatypes (those an exported student can have)
 V2_DATATYPES = {"tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(float)": "FP32",
@@ -146,20 +146,12 @@ class VersionedPaths:
 
 
 def served_version(repository: Path, model: str, version: int | None) -> tuple[int, Path]:
-    """The version to serve (default the highest present) and its graph."""
-    model_dir = repository / model
-    if not model_dir.is_dir():
-        raise SystemExit(f"{repository}: no model directory {model!r}")
-    versions = list_versions(model_dir)
-    if not versions:
-        raise SystemExit(f"{model_dir}: no version directories")
-    chosen = versions[-1] if version is None else version
-    if chosen not in versions:
-        raise SystemExit(f"{model_dir}: no version {chosen}; versions present: {versions}")
-    onnx_path = model_dir / str(chosen) / ONNX_FILE
-    if not onnx_path.is_file():
-        raise SystemExit(f"{onnx_path} does not exist")
-    return chosen, onnx_path
+    """The version to serve (default the highest present) and its graph, resolved like the gateway does."""
+    try:
+        resolved = resolve_model(repository, model=model, version=version)
+    except ModelRepositoryError as exc:
+        raise SystemExit(str(exc)) from None
+    return resolved.version, resolved.onnx_path
 
 
 def main(argv: Sequence[str] | None = None) -> None:
