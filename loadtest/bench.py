@@ -46,13 +46,12 @@ def _bodies(workload: Workload, mode: str, n_requests: int, n_items: int, offset
     bodies = []
     for r in range(n_requests):
         query = workload.queries[(offset + r) % len(workload.queries)]
+        start = ((offset + r) * n_items) % max(1, len(workload.items) - n_items)
+        chosen = workload.items[start : start + n_items]
         if mode == "cached":
-            start = ((offset + r) * n_items) % max(1, len(workload.items) - n_items)
-            items = [{"id": uid} for uid, _ in workload.items[start : start + n_items]]
+            items = [{"id": uid} for uid, _ in chosen]
         else:
-            start = ((offset + r) * n_items) % max(1, len(workload.items) - n_items)
-            items = [{"id": f"bench-{offset + r}-{k}", "title": title}
-                     for k, (_, title) in enumerate(workload.items[start : start + n_items])]
+            items = [{"id": f"bench-{offset + r}-{k}", "title": title} for k, (_, title) in enumerate(chosen)]
         bodies.append({"query": query, "items": items})
     return bodies
 

@@ -55,12 +55,9 @@ class RepositoryScorer:
 
     def __init__(self, version: ModelVersion, *, threads: int = 0, batch_size: int = 128,
                  show_progress: bool = True) -> None:
-        from service.backends.onnxruntime import OnnxRuntimeBackend
-        from service.core.models import ColBERTModel, CrossEncoderModel
+        from service.core.models import runtime_model
 
-        backend = OnnxRuntimeBackend(version.onnx_path, threads=threads)
-        self.model = (ColBERTModel(version, backend) if version.meta.family == "colbert"
-                      else CrossEncoderModel(version, backend))
+        self.model = runtime_model(version, threads=threads)
         self.name = f"{version.label} ({version.meta.family}, {version.meta.precision})"
         self.batch_size = batch_size
         self.show_progress = show_progress

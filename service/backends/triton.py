@@ -37,9 +37,10 @@ class TritonBackend:
             import tritonclient.http as module  # type: ignore[no-redef]
         self._module: Any = module
         self._timeout: dict[str, Any] = {"client_timeout": timeout_s} if protocol == "grpc" else {}
-        self._local = threading.local()
-        self._clients: list[Any] = []
+        self._local = threading.local()  # HTTP: one client per calling thread
+        self._clients: list[Any] = []  # every client made, to close them all
         self._lock = threading.Lock()
+        self._shared = self._new_client() if protocol == "grpc" else None
         try:
             metadata = self.client.get_model_metadata(self.model_name, self.version, **self._timeout)
         except (module.InferenceServerException, OSError) as exc:
@@ -55,23 +56,22 @@ class TritonBackend:
 
     def _new_client(self) -> Any:
         if self.protocol == "grpc":
-            return self._module.InferenceServerClient(url=self.url)
-        return self._module.InferenceServerClient(url=self.url, connection_timeout=self.timeout_s,
-                                                  network_timeout=self.timeout_s)
+            client = self._module.InferenceServerClient(url=self.url)
+        else:
+            client = self._module.InferenceServerClient(url=self.url, connection_timeout=self.timeout_s,
+                                                        network_timeout=self.timeout_s)
+        with self._lock:
+            self._clients.append(client)
+        return client
 
     @property
     def client(self) -> Any:
         """The shared gRPC client, or this thread's HTTP client."""
-        key = "shared" if self.protocol == "grpc" else "local"
-        holder = self if key == "shared" else self._local
-        client = getattr(holder, "_client", None)
+        if self._shared is not None:
+            return self._shared
+        client = getattr(self._local, "client", None)
         if client is None:
-            with self._lock:
-                client = getattr(holder, "_client", None)
-                if client is None:
-                    client = self._new_client()
-                    holder._client = client
-                    self._clients.append(client)
+            client = self._local.client = self._new_client()
         return client
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:

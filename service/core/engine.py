@@ -107,9 +107,9 @@ class ScoringEngine:
         started = time.perf_counter()
         encoded = self.model.tokenizer.encode_side(texts, "query")
         self.metrics.stage.labels("tokenize").observe(time.perf_counter() - started)
-        vectors = self.model.backend.run(encoded.feed(self.model.backend.input_names)).astype(np.float32)
+        batch = self.model.embed(encoded, "query")
         lengths = encoded.attention_mask.sum(axis=1)
-        return [QueryTokens(vectors[i, :n].copy(), encoded.input_ids[i, :n].copy())
+        return [QueryTokens(batch.vectors[i, :n].copy(), batch.input_ids[i, :n].copy())
                 for i, n in enumerate(lengths.tolist())]
 
     async def query_tokens(self, text: str) -> QueryTokens:

@@ -12,7 +12,7 @@ import numpy as np
 
 from service.backends import Backend
 from service.core.maxsim import calibrate, maxsim, sigmoid
-from service.core.tokenization import Side, StudentTokenizer
+from service.core.tokenization import Encoded, Side, StudentTokenizer
 from service.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.store import ItemTokens, unpad_items
 
@@ -49,7 +49,10 @@ class ColBERTModel:
         self._skip = np.array(sorted(self.meta.skip_token_ids), dtype=np.int64)
 
     def _encode(self, texts: Sequence[str], side: Side) -> TokenEmbeddings:
-        encoded = self.tokenizer.encode_side(texts, side)
+        return self.embed(self.tokenizer.encode_side(texts, side), side)
+
+    def embed(self, encoded: Encoded, side: Side) -> TokenEmbeddings:
+        """Token embeddings of an already tokenized side (the gateway times tokenization on its own)."""
         vectors = self.backend.run(encoded.feed(self.backend.input_names)).astype(np.float32, copy=False)
         mask = encoded.attention_mask.astype(bool)
         if side == "item" and self._skip.size:
@@ -144,13 +147,17 @@ class CrossEncoderModel:
 RuntimeModel = ColBERTModel | CrossEncoderModel
 
 
+def runtime_model(version: ModelVersion, *, threads: int = 0) -> RuntimeModel:
+    """The runtime model of an exported version (ColBERT or cross-encoder) on in-process ONNX Runtime."""
+    from service.backends.onnxruntime import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(version.onnx_path, threads=threads)
+    if version.meta.family == "colbert":
+        return ColBERTModel(version, backend)
+    return CrossEncoderModel(version, backend)
+
+
 def load_runtime_model(repository: str | os.PathLike[str], *, model: str | None = None,
                        version: int | None = None, threads: int = 0) -> RuntimeModel:
     """A model version of the repository with the in-process ONNX Runtime backend."""
-    from service.backends.onnxruntime import OnnxRuntimeBackend
-
-    resolved = resolve_model(repository, model=model, version=version)
-    backend = OnnxRuntimeBackend(resolved.onnx_path, threads=threads)
-    if resolved.meta.family == "colbert":
-        return ColBERTModel(resolved, backend)
-    return CrossEncoderModel(resolved, backend)
+    return runtime_model(resolve_model(repository, model=model, version=version), threads=threads)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -12,15 +11,9 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+from tests.ports import free_port
+
 REDIS_BINARY = shutil.which("redis-server")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on (bound once by the OS, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @dataclass
 class RedisServer:

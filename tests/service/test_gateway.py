@@ -4,7 +4,6 @@ with the tiny exported ColBERT, ONNX Runtime in-process and the real local store
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from service.settings import Settings
 from service.store.codec import TokenCodec
 from service.store.local import LocalItemStore
 from service.store.redis import RedisItemStore
+from tests.ports import free_port
 from tests.service.conftest import RedisServer
 
 STORED = {
@@ -30,13 +30,6 @@ STORED = {
     "100003": "Delta Vero 1-Handle Shower Only Faucet Trim Kit in Stainless (Valve Not Included)",
 }
 QUERY = "angle bracket"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def runtime(tiny_model_repository: Path) -> ColBERTModel:
@@ -59,7 +52,7 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory, runtime: ColBERTModel) -
 
 def _settings(repo: Path, store_dir: Path, **extra: object) -> Settings:
     values: dict[str, object] = {"model_repository": repo, "store": "local", "store_dir": store_dir,
-                                 "grpc_port": _free_port(), **extra}
+                                 "grpc_port": free_port(), **extra}
     return Settings(**values)  # type: ignore[arg-type]
 
 

@@ -4,7 +4,6 @@ teacher is configured, which must carry Retry-After."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,17 +16,12 @@ from hypothesis import HealthCheck, given, settings
 
 from service.app import create_app
 from service.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")
 def base_url(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     app = create_app(Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
                               store_dir=tmp_path_factory.mktemp("index"), grpc_port=None, max_items=20,
                               max_body_bytes=64 * 1024))

@@ -19,7 +19,8 @@ from service.store import redis as redis_store
 from service.store.codec import TokenCodec
 from service.store.local import LocalItemStore
 from service.store.redis import RedisItemStore
-from tests.service.conftest import RedisServer, free_port
+from tests.ports import free_port
+from tests.service.conftest import RedisServer
 
 DIM = 128
 SQ8_MIN_COSINE = 0.99  # the stated tolerance: every decoded sq8 token vs the original

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from service.app import create_app
 from service.backends.triton import TritonBackend
 from service.core.models import ColBERTModel, load_runtime_model
 from service.settings import Settings
+from tests.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_MODULE = "tests.service.kserve_server"
@@ -50,17 +50,6 @@ ITEMS = [
     {"id": "new-1", "title": "Everbilt 2 in. Zinc-Plated Corner Brace"},
 ]
 
-
-def _free_port(taken: tuple[int, ...] = ()) -> int:
-    """A TCP port nothing listens on (bound once by the OS, then released), other than ``taken``."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in taken:
-            return port
-
-
 @dataclass
 class KServeServer:
     """``python -m tests.service.kserve_server`` as a child process; its stdout and stderr go to ``log``."""
@@ -78,8 +67,8 @@ class KServeServer:
 
     @classmethod
     def start(cls, repository: Path, log: Path, timeout_s: float = READY_TIMEOUT_S) -> KServeServer:
-        http_port = _free_port()
-        grpc_port = _free_port((http_port,))
+        http_port = free_port()
+        grpc_port = free_port((http_port,))
         command = [sys.executable, "-m", SERVER_MODULE, "--repository", str(repository), "--model", MODEL,
                    "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
@@ -242,7 +231,7 @@ def test_unreachable_server_fails_construction_and_gateway_start_up(runtime: Col
     so the gateway with backend=triton fails at start-up (its lifespan raises) instead of serving 5xx later.
     gRPC raises tritonclient's InferenceServerException (UNAVAILABLE, connection refused); HTTP lets the
     socket's ConnectionRefusedError through."""
-    url = f"127.0.0.1:{_free_port()}"
+    url = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(STARTUP_ERRORS, match=REFUSED):
         TritonBackend(url, runtime.version, protocol=protocol, timeout_s=2.0)

@@ -23,6 +23,8 @@ from typing import IO
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 HOST = "127.0.0.1"
 
 
@@ -36,13 +38,6 @@ def smollm2_gguf() -> Path:
     ggufs = [f for f in distribution.files or [] if f.name.endswith(".gguf")]
     assert len(ggufs) == 1, ggufs
     return Path(str(distribution.locate_file(ggufs[0])))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
 
 @contextmanager
 def llama_server(timeout_s: float = 90.0) -> Iterator[str]:
