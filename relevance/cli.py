@@ -7,10 +7,11 @@ import typer
 
 from export.cli import export_app
 from export.index_cli import index
-from loadtest.cli import bench
+from loadtest.cli import bench, loadtest_app
 from mkd.cli import data_app, evaluate
 from mkd.cot.cli import cot_app
 from mkd.distill.cli import train
+from mkd.teacher.cli import teacher_app
 from service.cli import serve
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Offline data flow: splits by query, catalogue, unlabeled BM25 pool.")
 app.add_typer(cot_app, name="cot", help="The CoT grammar: parse and render ELLM-rele explanations.")
+app.add_typer(teacher_app, name="teacher", help="ELLM-rele: CoT annotation (L-LLM endpoints or the local "
+              "stand-in), SFT, pseudo-labelling.")
 app.add_typer(export_app, name="export", help="Students to ONNX (fp32/fp16/int8), a Triton model repository, "
               "TensorRT plans.")
 app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "
@@ -31,6 +34,8 @@ app.command("serve", help="Run the scoring gateway: REST (/v1/score, /v1/rerank,
             "gRPC, with Prometheus metrics.")(serve)
 app.command("bench", help="Closed-loop latency benchmark of a running gateway's /v1/score (cached and uncached "
             "items).")(bench)
+app.add_typer(loadtest_app, name="loadtest", help="Open-loop load test of the gateway or any /rerank server "
+              "(fixed rate or step mode to saturation), and the side-by-side comparison (compare).")
 app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(
     evaluate
 )

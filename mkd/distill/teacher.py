@@ -1,9 +1,9 @@
 """The teacher's pseudo-labels (JSONL, one object per pair) and their join with the labelled training pairs.
 
 Row fields: ``query``, ``product_title``, ``cot`` (the CoT text, may be empty or null), ``p_good``, ``p_bad``
-(the judgement token's probabilities), ``score`` (s_T in [0, 1], the value distilled) and optionally
-``relevance``. A labelled pair takes the row with the same (query, product_title); the remaining rows are the
-unlabeled pool.
+(the judgement token's probabilities), ``score`` (s_T in [0, 1], the value distilled; null where the teacher
+gave no judgement: such rows are skipped) and optionally ``relevance``. A labelled pair takes the row with the
+same (query, product_title); the remaining rows are the unlabeled pool.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def load_teacher(path: str | os.PathLike[str]) -> list[TeacherRow]:
                 if not isinstance(text, str) or not text.strip():
                     raise TeacherFileError(f"{where}: field {name!r}: missing or empty")
                 texts.append(text.strip())
+            if "score" in row and row["score"] is None:  # the teacher gave no judgement (score_reason says why)
+                continue
             cot = row.get("cot")
             if cot is not None and not isinstance(cot, str):
                 raise TeacherFileError(f"{where}: field 'cot': expected a string")

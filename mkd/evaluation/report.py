@@ -82,6 +82,8 @@ def run_evaluation(pairs_path: Path, model: str, out: Path | None = None, *, lon
     report, mask = evaluate_scores(pairs, scores, reference_long_tail(long_tail_min_queries))
     report = {"model": model, "scorer": scorer.name, "pairs": str(pairs_path), **report,
               "scoring_seconds": round(seconds, 3), "pairs_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
+    if hasattr(scorer, "unscored"):  # the teacher: pairs without a readable judgement (scored 0.5)
+        report["unscored"] = scorer.unscored
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_pairs(out / "scores.tsv", pairs, extra={"score": [f"{s:.6g}" for s in scores],

@@ -69,20 +69,51 @@ class RepositoryScorer:
             return self.model.score_pairs(queries, titles, batch_size=self.batch_size, progress=bar.update)
 
 
+class TeacherScorer:
+    """ELLM-rele in-process (`mkd.teacher.local.LocalTeacher`, default: the shipped adapter): eq. 4 of the
+    judgement token's probabilities after the generated CoT. A pair without a readable judgement scores 0.5,
+    and ``unscored`` counts them. Needs torch, transformers and peft."""
+
+    def __init__(self, adapter: str | None = None, *, batch_size: int = 16, show_progress: bool = True) -> None:
+        from mkd.teacher.local import SHIPPED_ADAPTER, LocalTeacher
+
+        self.teacher = LocalTeacher(adapter=adapter or SHIPPED_ADAPTER)
+        self.name = f"teacher ({self.teacher.adapter}, {self.teacher.normalisation})"
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.unscored = 0
+
+    def score(self, pairs: Sequence[Pair]) -> np.ndarray:
+        out = np.full(len(pairs), 0.5, dtype=np.float64)
+        with tqdm(total=len(pairs), desc="teacher scoring", unit="pair", disable=not self.show_progress) as bar:
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start : start + self.batch_size]
+                for offset, judgement in enumerate(self.teacher.judge([(p.query, p.product_title) for p in chunk])):
+                    if judgement.score is None:
+                        self.unscored += 1
+                    else:
+                        out[start + offset] = judgement.score
+                bar.update(len(chunk))
+        return out
+
+
 class UnknownModelError(ValueError):
     """The ``--model`` argument names nothing this build can score with."""
 
 
 def load_scorer(model: str, *, version: int | None = None, model_name: str | None = None,
                 show_progress: bool = True) -> PairScorer:
-    """Resolve ``--model``: ``bm25``; a model repository (root or model directory; ``version`` defaults to the
-    highest, ``model_name`` to ``colbert``) or one exported version directory, scored with ONNX Runtime; or a
-    student checkpoint directory (``student.json`` inside; needs torch)."""
+    """Resolve ``--model``: ``bm25``; ``teacher`` (the shipped local ELLM-rele) or ``teacher:ADAPTER_DIR``; a
+    model repository (root or model directory; ``version`` defaults to the highest, ``model_name`` to ``colbert``)
+    or one exported version directory, scored with ONNX Runtime; or a student checkpoint directory
+    (``student.json`` inside; needs torch)."""
     path = Path(model)
     if (version is not None or model_name is not None) and not is_model_repository(path):
         raise UnknownModelError(f"--version/--model-name apply to a model repository; {model!r} is not one")
     if model == "bm25":
         return BM25Scorer(show_progress=show_progress)
+    if model == "teacher" or model.startswith("teacher:"):
+        return TeacherScorer(model.partition(":")[2] or None, show_progress=show_progress)
     try:
         if is_model_repository(path):
             return RepositoryScorer(resolve_model(path, model=model_name, version=version),
@@ -95,6 +126,6 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
         from mkd.students.scoring import CheckpointScorer  # torch is imported only on this path
 
         return CheckpointScorer(model, show_progress=show_progress)
-    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', a model repository "
+    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', 'teacher', a model repository "
                             "(config.pbtxt), an exported version directory (serving.json) or a student checkpoint "
                             "directory (student.json)")

