@@ -10,7 +10,7 @@ from export.index_cli import index
 from loadtest.cli import bench, loadtest_app
 from mkd.cli import data_app, evaluate
 from mkd.cot.cli import cot_app
-from mkd.distill.cli import train
+from mkd.distill.cli import ablate, train
 from mkd.teacher.cli import teacher_app
 from service.cli import serve
 
@@ -29,6 +29,8 @@ app.add_typer(export_app, name="export", help="Students to ONNX (fp32/fp16/int8)
               "TensorRT plans.")
 app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "
             "--teacher.")(train)
+app.command("ablate", help="MKD ablations (paper Table 4) of one student: trained alike, scored on the test "
+            "split, one table.")(ablate)
 app.command("index", help="Encode catalogue titles into the item store (Redis or local), resumable.")(index)
 app.command("serve", help="Run the scoring gateway: REST (/v1/score, /v1/rerank, /v1/explain, /v1/items) and "
             "gRPC, with Prometheus metrics.")(serve)

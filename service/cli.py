@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import socket
+import subprocess
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+log = logging.getLogger("relevance.serve")
 
 
 def serve(
@@ -28,5 +38,33 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port, "model_repository": model_repository,
                                    "model_version": model_version, "grpc_port": grpc_port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                access_log=False, log_level=log_level, timeout_graceful_shutdown=10)
+    teacher = _start_local_teacher(settings)
+    if teacher is not None:
+        settings = settings.model_copy(update={"teacher_url": teacher[1], "teacher_model": "ellm-rele-local"})
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                    access_log=False, log_level=log_level, timeout_graceful_shutdown=10)
+    finally:
+        if teacher is not None:
+            teacher[0].terminate()
+            teacher[0].wait(timeout=30)
+
+
+def _start_local_teacher(settings: Settings) -> tuple[subprocess.Popen[bytes], str] | None:
+    """Start `relevance teacher serve` (the shipped adapter) on a free local port when no teacher endpoint is set
+    and the training libraries are installed; returns (process, API root) or None. The explain API answers 503
+    until the teacher has loaded (about a minute on 2 cores). torch stays in that process."""
+    if settings.teacher_url or not settings.teacher_local:
+        return None
+    missing = [m for m in ("torch", "transformers", "peft") if importlib.util.find_spec(m) is None]
+    if missing:
+        log.warning("no local teacher: %s not installed (set RELEVANCE_TEACHER_URL for /v1/explain)",
+                    ", ".join(missing))
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "relevance.cli", "teacher", "serve", "--port", str(port),
+               "--threads", str(settings.teacher_local_threads)]
+    log.info("starting the local teacher on 127.0.0.1:%d for /v1/explain", port)
+    return subprocess.Popen(command), f"http://127.0.0.1:{port}/v1"

@@ -15,6 +15,7 @@ from mkd.data import PairsFileError, derived_dir
 
 TRAIN_PAIRS = derived_dir() / "train.tsv"
 VALID_PAIRS = derived_dir() / "valid.tsv"
+TEST_PAIRS = derived_dir() / "test.tsv"
 
 
 class StudentFamily(StrEnum):
@@ -75,3 +76,33 @@ def train(
     print(json.dumps({"student": student.value, "best_epoch": best["epoch"], "steps": record["epochs"][-1]["steps"],
                       "checkpoint": best["checkpoint"], "record": str(out / RECORD_FILE), **last["valid"]}))
 
+
+
+def ablate(
+    student: Annotated[StudentFamily, typer.Option(help="Student family.")],
+    teacher: Annotated[Path, typer.Option(help="Teacher JSONL (labelled pairs and the unlabeled pool).")],
+    out: Annotated[Path, typer.Option(help="Output directory: one folder per variant, ablation.{json,md,png}.")],
+    train_pairs: Annotated[Path, typer.Option(help="Labelled training pairs TSV.")] = TRAIN_PAIRS,
+    valid_pairs: Annotated[Path, typer.Option(help="Validation pairs (best checkpoint).")] = VALID_PAIRS,
+    test_pairs: Annotated[Path, typer.Option(help="Test pairs (the table).")] = TEST_PAIRS,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Run only these variants: full, no-score, no-cot, no-score-cot, label-only.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Paper Table 4 for one student: full MKD, w/o score, w/o CoT, w/o both, w/o MKD, trained alike and scored on
+    the test pairs. Resumable (finished variants are read back). Last line: the table as JSON."""
+    from mkd.distill.ablation import markdown, run_ablation
+    from mkd.distill.teacher import TeacherFileError
+
+    try:
+        table = run_ablation(student.value, train_pairs=train_pairs, valid_pairs=valid_pairs, test_pairs=test_pairs,
+                             teacher=teacher, out=out, only=only, epochs=epochs, max_steps=max_steps,
+                             batch_size=batch_size, lr=lr, seed=seed)
+    except (PairsFileError, TeacherFileError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    Console(stderr=True).print(markdown(table), highlight=False)
+    print(json.dumps(table))

@@ -31,8 +31,8 @@ def _subset(path: Path, limit: int | None, seed: int, *, require_label: bool) ->
 
 
 def _endpoint(value: str) -> tuple[str, str]:
-    url, _, model = value.rpartition("=") if "=" in value else ("", "", "")
-    if not url or not model:
+    model, _, url = value.partition("=")
+    if not url or not model or "://" not in url:
         raise fail(f"--endpoint {value!r}: expected MODEL=URL, e.g. qwen2-72b=http://host:8000/v1")
     return model, url
 
@@ -133,9 +133,13 @@ def label(
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 2,
     device: Annotated[str, typer.Option()] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (faster decoding where the CPU has bf16).")]
+    = "float32",
 ) -> None:
     """Pseudo-label pairs with ELLM-rele: CoT, p(Good), p(Bad), eq. 4 score. Last line: a JSON summary with the
     throughput."""
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise fail(f"--dtype {dtype!r}: expected float32, bfloat16 or float16")
     if normalisation not in ("softmax", "renormalise"):
         raise fail(f"--normalisation {normalisation!r}: expected 'softmax' or 'renormalise'")
     chosen = _subset(pairs, limit, seed, require_label=False)
@@ -159,6 +163,26 @@ def label(
         if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
             raise fail(f"--adapter {adapter_dir}: no adapter_config.json (train one with `relevance teacher sft`)")
         teacher = LocalTeacher(base, adapter_dir, normalisation=normalisation,  # type: ignore[arg-type]
-                               max_new_tokens=max_new_tokens, threads=threads, device=device)
+                               max_new_tokens=max_new_tokens, threads=threads, device=device, dtype=dtype)
         summary = label_local(chosen, out, teacher.judge, batch_size=batch_size)
     print(json.dumps(summary | {"out": str(out)}))
+
+
+@teacher_app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8011,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (default: the shipped one).")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model: 'smollm2' or a Hugging Face folder.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=8)] = 128,
+    threads: Annotated[int, typer.Option(min=1)] = 1,
+    model_name: Annotated[str, typer.Option(help="Model id the API reports.")] = "ellm-rele-local",
+) -> None:
+    """Serve the local ELLM-rele behind the OpenAI chat-completions API (logprobs included), for /v1/explain."""
+    import uvicorn
+
+    from mkd.teacher.local import SHIPPED_ADAPTER, LocalTeacher
+    from mkd.teacher.server import create_teacher_app
+
+    teacher = LocalTeacher(base, adapter or SHIPPED_ADAPTER, max_new_tokens=max_new_tokens, threads=threads)
+    uvicorn.run(create_teacher_app(teacher, model_name), host=host, port=port, log_level="warning")

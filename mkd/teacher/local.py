@@ -18,7 +18,7 @@ import importlib.metadata
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,10 @@ class Judgement:
     score_reason: str | None
     judgement_token: str | None
     normalisation: Normalisation
+    tokens: list[TokenLogprob] = field(default_factory=list)
+    """The generated tokens with their log-probabilities (alternatives at the judgement position only)."""
+    truncated: bool = False
+    """Generation stopped at ``max_new_tokens``, not at the end of the turn."""
 
     def row(self) -> dict[str, Any]:
         """The teacher-file row (`mkd.distill.teacher`)."""
@@ -168,11 +172,12 @@ class Judgement:
 
 
 class LocalTeacher:
-    """ELLM-rele in-process. ``adapter``: a LoRA adapter folder (default: the shipped one; None for the bare base)."""
+    """ELLM-rele in-process. ``adapter``: a LoRA adapter folder (default: the shipped one; None for the bare base).
+    ``dtype`` "bfloat16" halves the weights' memory traffic, which bounds batched decoding on a CPU."""
 
     def __init__(self, base: str | None = None, adapter: str | os.PathLike[str] | None = SHIPPED_ADAPTER, *,
                  normalisation: Normalisation = "softmax", max_new_tokens: int = 128, top_logprobs: int = 20,
-                 threads: int | None = None, device: str = "cpu") -> None:
+                 threads: int | None = None, device: str = "cpu", dtype: str = "float32") -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         adapter_dir = Path(adapter) if adapter is not None else None
@@ -181,7 +186,7 @@ class LocalTeacher:
             if adapter_dir is not None and (adapter_dir / "adapter_config.json").is_file():
                 recorded = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
                 base = recorded if recorded and (Path(recorded) / "config.json").is_file() else SMOLLM2
-        model, self.tokenizer = load_base(base)
+        model, self.tokenizer = load_base(base, getattr(torch, dtype))
         if adapter_dir is not None:
             from peft import PeftModel
 
@@ -239,10 +244,11 @@ class LocalTeacher:
                                 past_key_values=cache, use_cache=True,
                                 cache_position=torch.tensor([at], device=device))
             at += 1
-        return [self._judgement(q, t, generated[i], chosen_logprob[i], tops[i]) for i, (q, t) in enumerate(pairs)]
+        return [self._judgement(q, t, generated[i], chosen_logprob[i], tops[i], truncated=not bool(finished[i]))
+                for i, (q, t) in enumerate(pairs)]
 
     def _judgement(self, query: str, title: str, ids: list[int], logprobs: list[float],
-                   tops: list[tuple[list[int], list[float]]]) -> Judgement:
+                   tops: list[tuple[list[int], list[float]]], *, truncated: bool = False) -> Judgement:
         decode = self.tokenizer.decode
         tokens = [TokenLogprob(token=decode([i]), logprob=lp, top_logprobs=[]) for i, lp in zip(ids, logprobs,
                                                                                                 strict=True)]
@@ -262,4 +268,4 @@ class LocalTeacher:
             score, reason = scored.score, scored.reason
         return Judgement(query=query, title=title, cot=cot, parsed=parse(cot, query, title), p_good=reading.p_good,
                          p_bad=reading.p_bad, score=score, score_reason=reason, judgement_token=reading.token,
-                         normalisation=self.normalisation)
+                         normalisation=self.normalisation, tokens=tokens, truncated=truncated)
