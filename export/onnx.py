@@ -83,10 +83,20 @@ def export_onnx(student: Student, path: Path) -> Path:
 
 def quantize_int8(source: Path, target: Path) -> Path:
     """Dynamic int8 quantisation of the weights (onnxruntime.quantization), activations stay float."""
+    import tempfile
+
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # The exporter's intermediate shape annotations can contradict the quantiser's own shape inference (the
+    # cross-encoder's [CLS] slice: "Inferred shape and existing shape differ"); it re-infers them without them.
+    model = onnx.load(str(source))
+    del model.graph.value_info[:]
+    with tempfile.TemporaryDirectory() as scratch:
+        cleaned = Path(scratch) / "model.onnx"
+        onnx.save(model, str(cleaned))
+        quantize_dynamic(str(cleaned), str(target), weight_type=QuantType.QInt8)
     return target
 
 

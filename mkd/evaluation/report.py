@@ -84,6 +84,9 @@ def run_evaluation(pairs_path: Path, model: str, out: Path | None = None, *, lon
               "scoring_seconds": round(seconds, 3), "pairs_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
     if hasattr(scorer, "unscored"):  # the teacher: pairs without a readable judgement (scored 0.5)
         report["unscored"] = scorer.unscored
+    for name, alternative in getattr(scorer, "alternatives", {}).items():  # the teacher's other eq. 4
+        metrics, _ = evaluate_scores(pairs, alternative, reference_long_tail(long_tail_min_queries))
+        report.setdefault("alternatives", {})[name] = {k: metrics[k] for k in ("roc_auc", "neg_pr_auc", "ndcg10")}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_pairs(out / "scores.tsv", pairs, extra={"score": [f"{s:.6g}" for s in scores],

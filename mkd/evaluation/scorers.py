@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from mkd.bm25 import BM25Index
 from mkd.data import Pair
+from mkd.teacher.score import Normalisation, teacher_score
 from service.model_repository import (
     SERVING_FILE,
     ModelRepositoryError,
@@ -74,27 +75,37 @@ class TeacherScorer:
     judgement token's probabilities after the generated CoT. A pair without a readable judgement scores 0.5,
     and ``unscored`` counts them. Needs torch, transformers and peft."""
 
-    def __init__(self, adapter: str | None = None, *, batch_size: int = 16, show_progress: bool = True) -> None:
+    def __init__(self, adapter: str | None = None, *, batch_size: int = 32, show_progress: bool = True) -> None:
         from mkd.teacher.local import SHIPPED_ADAPTER, LocalTeacher
 
-        self.teacher = LocalTeacher(adapter=adapter or SHIPPED_ADAPTER)
+        self.teacher = LocalTeacher(adapter=adapter or SHIPPED_ADAPTER, max_new_tokens=96)
         self.name = f"teacher ({self.teacher.adapter}, {self.teacher.normalisation})"
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.unscored = 0
+        self.alternatives: dict[str, np.ndarray] = {}
+        """The other normalisation of eq. 4 on the same generations, reported beside the main one."""
 
     def score(self, pairs: Sequence[Pair]) -> np.ndarray:
         out = np.full(len(pairs), 0.5, dtype=np.float64)
+        other = np.full(len(pairs), 0.5, dtype=np.float64)
         with tqdm(total=len(pairs), desc="teacher scoring", unit="pair", disable=not self.show_progress) as bar:
             for start in range(0, len(pairs), self.batch_size):
                 chunk = pairs[start : start + self.batch_size]
                 for offset, judgement in enumerate(self.teacher.judge([(p.query, p.product_title) for p in chunk])):
-                    if judgement.score is None:
+                    if judgement.score is None or judgement.p_good is None or judgement.p_bad is None:
                         self.unscored += 1
-                    else:
-                        out[start + offset] = judgement.score
+                        continue
+                    out[start + offset] = judgement.score
+                    other[start + offset] = teacher_score(judgement.p_good, judgement.p_bad,
+                                                          self.other_normalisation).score or 0.5
                 bar.update(len(chunk))
+        self.alternatives = {self.other_normalisation: other}
         return out
+
+    @property
+    def other_normalisation(self) -> Normalisation:
+        return "renormalise" if self.teacher.normalisation == "softmax" else "softmax"
 
 
 class UnknownModelError(ValueError):

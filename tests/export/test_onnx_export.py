@@ -37,6 +37,18 @@ def test_int8_and_fp16_variants_run_and_stay_close(tmp_path: Path) -> None:
     assert variants["int8"].stat().st_size < fp32.stat().st_size
 
 
+def test_the_cross_encoder_quantises_to_int8(tmp_path: Path) -> None:
+    # its exported shape annotations once contradicted the quantiser's shape inference
+    student = tiny_student("cross").eval()
+    fp32 = export_onnx(student, tmp_path / "fp32.onnx")
+    int8 = quantize_int8(fp32, tmp_path / "int8.onnx")
+    session, reference = ort.InferenceSession(str(int8)), ort.InferenceSession(str(fp32))
+    names = [i.name for i in reference.get_inputs()]
+    feed = {k: v.numpy() for k, v in sample_inputs(tuple(names), batch=2, length=16).items()}
+    got, expected = session.run(None, feed)[0], reference.run(None, feed)[0]
+    assert got.shape == expected.shape and np.isfinite(got).all()
+
+
 def test_export_refuses_unsupported_family(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="colbert and cross"):
         export_onnx(tiny_student("sbert"), tmp_path / "x.onnx")
