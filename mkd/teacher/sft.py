@@ -190,6 +190,7 @@ def sft(annotations: Path, out_dir: Path, config: SFTConfig, *, show_progress: b
         "config": asdict(config),
         "data": {"annotations": str(annotations), "sha256": sha256_file(annotations), "examples": len(examples)},
         "steps": step,
+        "examples_seen": min(step * config.batch_size, len(examples) * config.epochs),
         "trainable_parameters": sum(p.numel() for p in trainable),
         "loss_first": sum(losses[:window]) / window,
         "loss_last": sum(losses[-window:]) / window,
