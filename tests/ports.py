@@ -1,8 +1,13 @@
-"""Free TCP ports for the servers the tests start."""
+"""Free TCP ports for the servers the tests start, and an ASGI app served in a thread."""
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 def free_port(taken: tuple[int, ...] = ()) -> int:
@@ -13,3 +18,25 @@ def free_port(taken: tuple[int, ...] = ()) -> int:
             port = int(sock.getsockname()[1])
         if port not in taken:
             return port
+
+
+@contextmanager
+def serving(app: Any, timeout_s: float = 60.0) -> Iterator[int]:
+    """Run the ASGI ``app`` under uvicorn in a daemon thread on a free port; yields the port once it listens,
+    and stops the server afterwards."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

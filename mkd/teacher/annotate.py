@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from mkd.cot import parse, render
 from mkd.data import Pair
-from mkd.teacher.annotator import Annotator
+from mkd.teacher.annotator import ROUTES, Annotator
 from mkd.teacher.openai_client import TeacherClient
 from mkd.teacher.prompt import annotation_messages
 
@@ -130,10 +130,12 @@ def annotate_local(pairs: Sequence[Pair], annotator: Annotator, out: Path, *,
             annotated = annotator.annotate(pair.query, pair.product_title, pair.good)
             source: dict[str, Any] = {"endpoint": "local", "model": "rules"}
             if annotated is None:
-                row = _row(pair, None, None, 4, 4, source)
-            else:
+                row = _row(pair, None, None, len(ROUTES), len(ROUTES), source)
+            else:  # routes are tried in order: the kept one is the last drawn
                 route, explanation = annotated
-                row = _row(pair, render(explanation), explanation.judgement, 4, 4, source | {"route": route})
+                tried = ROUTES.index(route) + 1
+                row = _row(pair, render(explanation), explanation.judgement, tried, tried,
+                           source | {"route": route, "sample": tried - 1})
             handle.write(json.dumps(row) + "\n")
             summary.add(row)
     return summary

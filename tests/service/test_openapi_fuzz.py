@@ -4,38 +4,25 @@ teacher is configured, which must carry Retry-After."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 
 from service.app import create_app
 from service.settings import Settings
-from tests.ports import free_port
+from tests.ports import serving
 
 
 @pytest.fixture(scope="module")
 def base_url(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     app = create_app(Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
                               store_dir=tmp_path_factory.mktemp("index"), grpc_port=None, max_items=20,
                               max_body_bytes=64 * 1024))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def _no_server_error(case: schemathesis.Case, base_url: str) -> None:

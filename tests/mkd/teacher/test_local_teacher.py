@@ -156,26 +156,14 @@ def test_label_refuses_a_folder_without_an_adapter(tmp_path: Path, vendored_pair
 
 def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm: Path) -> None:
     import asyncio
-    import threading
-    import time
-
-    import uvicorn
 
     from mkd.teacher.openai_client import TeacherClient, TeacherResponseError
     from mkd.teacher.server import create_teacher_app
-    from tests.ports import free_port
+    from tests.ports import serving
 
     teacher = LocalTeacher(str(tiny_lm), adapter=None, max_new_tokens=6)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_teacher_app(teacher, "tiny"), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive()
-        time.sleep(0.05)
 
-    async def ask() -> None:
+    async def ask(port: int) -> None:
         async with TeacherClient(f"http://127.0.0.1:{port}/v1", "tiny", max_tokens=4) as client:
             result = await client.judge(*PAIRS[0])
             assert result.model == "tiny" and result.cot and result.finish_reason == "length"
@@ -185,9 +173,6 @@ def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm
                                                         {"role": "user", "content": "hi"}])
             assert error.value.status_code == 400
 
-    try:
-        asyncio.run(ask())
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_teacher_app(teacher, "tiny")) as port:
+        asyncio.run(ask(port))
     assert teacher.max_new_tokens == 6  # a request's max_tokens does not stick
