@@ -161,12 +161,15 @@ def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm
     from mkd.teacher.server import create_teacher_app
     from tests.ports import serving
 
-    teacher = LocalTeacher(str(tiny_lm), adapter=None, max_new_tokens=6)
+    teacher = LocalTeacher(str(tiny_lm), adapter=None, max_new_tokens=4)
+    expected = teacher.judge([PAIRS[0]])[0]
+    teacher.max_new_tokens = 6
 
     async def ask(port: int) -> None:
         async with TeacherClient(f"http://127.0.0.1:{port}/v1", "tiny", max_tokens=4) as client:
             result = await client.judge(*PAIRS[0])
-            assert result.model == "tiny" and result.cot and result.finish_reason == "length"
+            assert result.model == "tiny" and result.finish_reason == "length"
+            assert result.cot == expected.cot  # what the teacher writes in process, 4 tokens long
             assert result.score is None and "Final judgment" in (result.score_reason or "")
             with pytest.raises(TeacherResponseError) as error:
                 await client.judge(*PAIRS[0], messages=[{"role": "system", "content": "You are helpful."},

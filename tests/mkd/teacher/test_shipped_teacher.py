@@ -24,16 +24,51 @@ def test_the_release_is_small_and_says_what_it_is() -> None:
     assert "stand-in" in card and "relevance teacher sft" in card
 
 
-def test_the_shipped_teacher_writes_a_scored_cot() -> None:
-    from mkd.teacher.local import LocalTeacher
+def test_relevance_serve_starts_the_shipped_teacher_and_explain_reads_it() -> None:
+    """What `relevance serve` does with no teacher URL: `relevance teacher serve` in a child process with the
+    shipped adapter; the gateway's Explainer then gets a parsed, scored CoT from it over HTTP."""
+    import asyncio
+    import time
 
-    teacher = LocalTeacher(max_new_tokens=72)
-    judged = teacher.judge([("dewalt drill", "DEWALT 20-Volt Max Lithium-Ion Cordless Drill/Driver Kit"),
-                            ("toro snow blower", "Ariens Deluxe 28 in. Two-Stage Gas Snow Blower")])
-    for judgement in judged:
-        assert judgement.parsed.ok, (judgement.cot, judgement.parsed.errors)
-        assert judgement.score is not None and 0.0 < judgement.score < 1.0
-        assert judgement.p_good is not None and judgement.p_bad is not None
-        assert judgement.p_good + judgement.p_bad > 0.5  # the judgement position holds Good or Bad
-    aspects = {r.aspect for j in judged for r in j.parsed.explanation.query_requirements}  # type: ignore[union-attr]
-    assert "product" in aspects
+    import httpx
+
+    from service.cli import _start_local_teacher
+    from service.explain import Explainer
+    from service.settings import Settings
+
+    assert _start_local_teacher(Settings(teacher_url="http://vllm:8000/v1")) is None  # type: ignore[call-arg]
+    assert _start_local_teacher(Settings(teacher_local=False)) is None  # type: ignore[call-arg]
+    started = _start_local_teacher(Settings(teacher_local_threads=2))  # type: ignore[call-arg]
+    assert started is not None
+    process, url = started
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, "the teacher process exited"
+            try:
+                if httpx.get(url.removesuffix("/v1") + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the local teacher did not come up"
+            time.sleep(1)
+
+        async def explain() -> list:
+            explainer = Explainer(url, "ellm-rele-local", timeout_s=120.0, max_tokens=72)
+            try:
+                return [await explainer.explain(q, t) for q, t in (
+                    ("dewalt drill", "DEWALT 20-Volt Max Lithium-Ion Cordless Drill/Driver Kit"),
+                    ("toro snow blower", "Ariens Deluxe 28 in. Two-Stage Gas Snow Blower"))]
+            finally:
+                await explainer.aclose()
+
+        results = asyncio.run(explain())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    for result in results:
+        assert result.parse_ok, (result.cot, result.parse_errors)
+        assert result.score is not None and 0.0 < result.score < 1.0
+        assert result.p_good is not None and result.p_bad is not None and result.p_good + result.p_bad > 0.5
+        assert result.model == "ellm-rele-local"
+    assert any(a.aspect == "product" for r in results for a in r.aspects)
