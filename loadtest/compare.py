@@ -185,43 +185,6 @@ def setup_peer(venv: Path, console: Console) -> Path:
     return binary
 
 
-def int8_version(fp32_dir: Path, int8_dir: Path) -> dict[str, Any]:
-    """An int8 copy of an exported fp32 cross-encoder version (ONNX Runtime dynamic quantisation, as the shipped
-    ColBERT). ``relevance export --precision int8`` fails on the cross-encoder graph: ONNX Runtime's quantiser
-    re-runs shape inference, which disagrees with a stale ``value_info`` the dynamo exporter leaves on the
-    classifier output ((384) vs (1)); dropping ``value_info`` (shape inference rebuilds it) avoids that. Returns
-    the largest score difference to fp32 on a few pairs (written to ``int8_dir/int8.json``)."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from service.core.models import CrossEncoderModel, runtime_model
-    from service.model_repository import load_version_directory
-
-    int8_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "MODEL_CARD.md", "export.json"):
-        if (fp32_dir / name).is_file():
-            shutil.copy(fp32_dir / name, int8_dir / name)
-    meta = json.loads((fp32_dir / "serving.json").read_text())
-    (int8_dir / "serving.json").write_text(json.dumps({**meta, "precision": "int8"}, indent=2) + "\n")
-    graph = onnx.load(str(fp32_dir / "model.onnx"))
-    del graph.graph.value_info[:]
-    stripped = int8_dir / "fp32-no-value-info.onnx"
-    onnx.save(graph, str(stripped))
-    quantize_dynamic(str(stripped), str(int8_dir / "model.onnx"), weight_type=QuantType.QInt8)
-    stripped.unlink()
-    pairs = [("angle bracket", "Simpson Strong-Tie 12-Gauge Angle"), ("deck stain", "BEHR Premium Deck Stain"),
-             ("shower faucet", "Delta Vero 1-Handle Shower Only Faucet Trim Kit in Stainless")]
-    scores = []
-    for directory in (fp32_dir, int8_dir):
-        model = runtime_model(load_version_directory(directory, name="cross"), threads=1)
-        assert isinstance(model, CrossEncoderModel)
-        scores.append(model.score_pairs([q for q, _ in pairs], [t for _, t in pairs]))
-    record = {"source": str(fp32_dir), "bytes": (int8_dir / "model.onnx").stat().st_size,
-              "max_abs_score_diff_vs_fp32": float(abs(scores[0] - scores[1]).max())}
-    (int8_dir / "int8.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
 @dataclass(frozen=True)
 class Prepared:
     store_dir: Path
@@ -246,8 +209,8 @@ def prepare(work: Path, *, catalog: Path, catalog_limit: int, cross_checkpoint: 
         _run([*relevance, "export", "triton", "--checkpoint", str(checkpoint), "--repository", str(repository),
               "--version", "1", "--precision", "fp32", "--force"], console, env={"HF_HUB_OFFLINE": "1"})
     if precision == "int8" and not (repository / "cross" / "2" / "model.onnx").is_file():
-        console.print("int8 cross-encoder: version 2, quantised here (see int8_version)", highlight=False)
-        int8_version(repository / "cross" / "1", repository / "cross" / "2")
+        _run([*relevance, "export", "triton", "--checkpoint", str(checkpoint), "--repository", str(repository),
+              "--version", "2", "--precision", "int8", "--force"], console, env={"HF_HUB_OFFLINE": "1"})
     hf_folder = work / "cross-hf"
     if not (hf_folder / "hf_cross.json").is_file():
         _run([sys.executable, "-m", "loadtest.hf_cross", "--checkpoint", str(checkpoint), "--out", str(hf_folder)],

@@ -92,16 +92,14 @@ class AnnotationSummary:
         }
 
 
-def _done(out: Path) -> set[tuple[str, str]]:
-    if not out.is_file():
-        return set()
+def pending_pairs(pairs: Sequence[Pair], out: Path) -> list[Pair]:
+    """The pairs of ``pairs`` that the JSONL ``out`` (an annotation or teacher file being appended to) does not
+    hold yet: what a resumed run still has to do."""
     done = set()
-    with out.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                done.add((row["query"], row["product_title"]))
-    return done
+    if out.is_file():
+        with out.open(encoding="utf-8") as handle:
+            done = {(r["query"], r["product_title"]) for r in map(json.loads, filter(str.strip, handle))}
+    return [p for p in pairs if (p.query, p.product_title) not in done]
 
 
 def _row(pair: Pair, cot: str | None, judgement: str | None, samples: int, parsed: int,
@@ -112,10 +110,8 @@ def _row(pair: Pair, cot: str | None, judgement: str | None, samples: int, parse
 
 
 def _pending(pairs: Sequence[Pair], out: Path, summary: AnnotationSummary) -> list[Pair]:
-    done = _done(out)
-    summary.pairs = len(pairs)
-    pending = [p for p in pairs if (p.query, p.product_title) not in done]
-    summary.skipped_done = len(pairs) - len(pending)
+    pending = pending_pairs(pairs, out)
+    summary.pairs, summary.skipped_done = len(pairs), len(pairs) - len(pending)
     return pending
 
 

@@ -20,14 +20,8 @@ from typing import Any
 from tqdm import tqdm
 
 from mkd.data import Pair
+from mkd.teacher.annotate import pending_pairs
 from mkd.teacher.openai_client import TeacherClient, TeacherError
-
-
-def _done(out: Path) -> set[tuple[str, str]]:
-    if not out.is_file():
-        return set()
-    with out.open(encoding="utf-8") as handle:
-        return {(r["query"], r["product_title"]) for r in map(json.loads, filter(str.strip, handle))}
 
 
 def _summary(pairs: int, pending: int, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -42,8 +36,7 @@ def _summary(pairs: int, pending: int, rows: list[dict[str, Any]], seconds: floa
 def label_local(pairs: Sequence[Pair], out: Path, judge: Callable[[list[tuple[str, str]]], list[Any]], *,
                 batch_size: int = 16, show_progress: bool = True) -> dict[str, Any]:
     """Label ``pairs`` with an in-process ``judge`` (`LocalTeacher.judge`), ``batch_size`` pairs at a time."""
-    done = _done(out)
-    pending = [p for p in pairs if (p.query, p.product_title) not in done]
+    pending = pending_pairs(pairs, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -64,8 +57,7 @@ async def label_endpoint(pairs: Sequence[Pair], out: Path, client: TeacherClient
                          show_progress: bool = True) -> dict[str, Any]:
     """Label ``pairs`` through an OpenAI-compatible endpoint (greedy, logprobs at the judgement position).
     Pairs the endpoint fails on are not written (a rerun retries them) and counted in ``failed``."""
-    done = _done(out)
-    pending = [p for p in pairs if (p.query, p.product_title) not in done]
+    pending = pending_pairs(pairs, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     semaphore = asyncio.Semaphore(concurrency)
     rows: list[dict[str, Any]] = []

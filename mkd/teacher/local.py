@@ -14,6 +14,7 @@ Face causal LM folder (a Qwen2-7B for the paper's recipe) is accepted. Needs tor
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -105,11 +106,8 @@ class PrefixCache:
     def encode(cls, model: Any, tokenizer: PreTrainedTokenizerBase, text: str) -> PrefixCache:
         """Encode ``text`` with the base model: a peft model's adapter is switched off meanwhile."""
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
-        disable = getattr(model, "disable_adapter", None)
-        if disable is not None:
-            with disable():
-                cache = model(input_ids=ids, use_cache=True).past_key_values
-        else:
+        disable = getattr(model, "disable_adapter", contextlib.nullcontext)
+        with disable():
             cache = model(input_ids=ids, use_cache=True).past_key_values
         layers = [(layer.keys, layer.values) for layer in cache.layers]
         return cls(layers=layers, length=ids.shape[1])
@@ -200,19 +198,21 @@ class LocalTeacher:
                         if isinstance(i, int) and i >= 0}
 
     @torch.no_grad()
-    def judge(self, pairs: Sequence[tuple[str, str]]) -> list[Judgement]:
-        """Greedy CoT generation for a batch of (query, title) pairs, then eq. 4 at the judgement position."""
+    def judge(self, pairs: Sequence[tuple[str, str]], max_new_tokens: int | None = None) -> list[Judgement]:
+        """Greedy CoT generation for a batch of (query, title) pairs, then eq. 4 at the judgement position.
+        ``max_new_tokens`` caps this call below the teacher's own limit."""
         if not pairs:
             return []
+        limit = self.max_new_tokens if max_new_tokens is None else min(max_new_tokens, self.max_new_tokens)
         device = self.model.device
         batch = suffix_batch(self.tokenizer, [pair_text(q, t) for q, t in pairs], self.prefix.length,
                              left_pad=True, device=device)
         width = batch["input_ids"].shape[1]
-        length = self.prefix.length + width + self.max_new_tokens
+        length = self.prefix.length + width + limit
         cache = self.prefix.expand(len(pairs), self.model.config, length)
         # over the whole static cache: the prefix, the padded pair texts, then the tokens to come (causality hides
         # those until they are written)
-        mask = torch.cat([batch["attention_mask"], torch.ones((len(pairs), self.max_new_tokens),
+        mask = torch.cat([batch["attention_mask"], torch.ones((len(pairs), limit),
                                                               dtype=torch.long, device=device)], dim=1)
         at = self.prefix.length + width
         output = self.model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
@@ -223,7 +223,7 @@ class LocalTeacher:
         tops: list[list[tuple[list[int], list[float]]]] = [[] for _ in pairs]
         chosen_logprob: list[list[float]] = [[] for _ in pairs]
         finished = torch.zeros(len(pairs), dtype=torch.bool, device=device)
-        for _ in range(self.max_new_tokens):
+        for _ in range(limit):
             logprobs = output.logits[:, -1].float().log_softmax(dim=-1)
             top = logprobs.topk(self.top_logprobs, dim=-1)
             next_ids = top.indices[:, 0]

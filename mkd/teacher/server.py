@@ -60,13 +60,7 @@ def create_teacher_app(teacher: LocalTeacher, model_name: str = "ellm-rele") -> 
     async def chat(request: ChatRequest) -> dict[str, Any]:
         query, title = _pair(request.messages)  # type: ignore[arg-type]
         async with lock:
-            limit = teacher.max_new_tokens
-            if request.max_tokens is not None:
-                teacher.max_new_tokens = min(limit, request.max_tokens)
-            try:
-                judgement = (await asyncio.to_thread(teacher.judge, [(query, title)]))[0]
-            finally:
-                teacher.max_new_tokens = limit
+            judgement = (await asyncio.to_thread(teacher.judge, [(query, title)], request.max_tokens))[0]
         content = None
         if request.logprobs:
             keep = request.top_logprobs or 0
