@@ -46,6 +46,16 @@ def train(
     backbone: Annotated[str, typer.Option(help="'all-MiniLM-L6-v2' or a Hugging Face model folder.")]
     = "all-MiniLM-L6-v2",
     seed: Annotated[int, typer.Option()] = 0,
+    graded_weight: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Weight of the graded rating (relevance - 1)/2 in the CE target of labelled pairs "
+                               "(0: the binary label; 0.5: half each).")] = 0.0,
+    teacher_labelled: Annotated[bool, typer.Option(
+        help="Use the teacher's rows for labelled pairs too (--no-teacher-labelled: the teacher teaches through "
+             "the unlabeled pool only, e.g. when it was trained on the labelled pairs).")] = True,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+    checkpoint_every: Annotated[int, typer.Option(
+        min=0, help="Checkpoint into OUT/checkpoint every N steps and at each epoch's end (0: never).")] = 200,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if there is one.")] = False,
     out: Annotated[Path | None, typer.Option(help="Output directory (default runs/<student>).")] = None,
 ) -> None:
     """Train a student with MKD; keeps the best checkpoint (validation ROC-AUC) in OUT/best. The last line
@@ -65,9 +75,10 @@ def train(
     try:
         record = run_training(student.value, train_pairs, valid_pairs, teacher, out_dir=out, lambdas=lambdas,
                               epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, backbone=backbone,
-                              head_lr=head_lr, temperature=temperature, seed=seed,
-                              show_progress=True)
-    except (PairsFileError, TeacherFileError, FileNotFoundError) as exc:
+                              head_lr=head_lr, temperature=temperature, seed=seed, graded_weight=graded_weight,
+                              labelled_teacher=teacher_labelled, threads=threads, checkpoint_every=checkpoint_every,
+                              resume=resume, show_progress=True)
+    except (PairsFileError, TeacherFileError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     best = record["best"]
     Console(stderr=True).print(f"record in {out / RECORD_FILE}, best checkpoint {best['checkpoint']}",

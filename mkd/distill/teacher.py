@@ -117,12 +117,26 @@ def _example(query: str, title: str, label: float | None, row: TeacherRow | None
     return PairExample(query, title, label=label, teacher_p_good=row.score, cot=explanation)
 
 
+def label_target(pair: Pair, graded_weight: float = 0.0) -> float:
+    """The CE target of a labelled pair: the binary label (1.0 Good, 0.0 Bad) mixed with the graded rating as a
+    soft target, ``(1 - w)·[Good] + w·(relevance - 1)/2`` for ``graded_weight`` w in [0, 1] (w = 0: the label)."""
+    binary = 1.0 if pair.good else 0.0
+    if not graded_weight:
+        return binary
+    graded = min(1.0, max(0.0, (float(pair.relevance) - 1.0) / 2.0))  # type: ignore[arg-type]
+    return (1.0 - graded_weight) * binary + graded_weight * graded
+
+
 def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRow] = (),
-                   held_out_queries: Iterable[str] = ()) -> tuple[list[PairExample], JoinStats]:
+                   held_out_queries: Iterable[str] = (), *, graded_weight: float = 0.0,
+                   labelled_teacher: bool = True) -> tuple[list[PairExample], JoinStats]:
     """Labelled examples (with their teacher row, if any), then the unlabeled pool of teacher-only rows.
 
     Teacher-only rows are left out when their query is held out (validation or test: training on their pseudo
-    labels would leak) or when they carry a ``relevance`` (a labelled pair of another split)."""
+    labels would leak) or when they carry a ``relevance`` (a labelled pair of another split). ``graded_weight``:
+    see :func:`label_target`. With ``labelled_teacher`` False the teacher's rows for labelled pairs are dropped
+    (a teacher trained on those pairs is overconfident on them): the teacher then teaches through the pool only.
+    """
     stats = JoinStats()
     by_pair: dict[tuple[str, str], TeacherRow] = {}
     for row in teacher_rows:
@@ -134,7 +148,9 @@ def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRo
     examples = []
     for pair in train_pairs:
         row = by_pair.pop((pair.query, pair.product_title), None)
-        examples.append(_example(pair.query, pair.product_title, 1.0 if pair.good else 0.0, row, stats))
+        if not labelled_teacher:
+            row = None
+        examples.append(_example(pair.query, pair.product_title, label_target(pair, graded_weight), row, stats))
         stats.labelled += 1
         stats.labelled_with_teacher += row is not None
     held_out = set(held_out_queries)

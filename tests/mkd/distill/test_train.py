@@ -91,3 +91,59 @@ def test_train_command_with_a_backbone_folder(small_data: tuple[Path, Path, Path
     failed = CliRunner().invoke(app, ["--student", "poly", "--lambda-score", "0", "--lambda-cot", "0",
                                       "--lambda-ce", "0", "--out", str(out)])
     assert failed.exit_code == 2
+
+
+def test_interrupted_run_resumes_to_the_same_weights(small_data: tuple[Path, Path, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped mid-epoch after its step-8 checkpoint and resumed ends with the weights of an uninterrupted
+    run (80 examples in batches of 16: 5 steps an epoch; checkpoints every 2 steps and at each epoch's end)."""
+    import torch
+
+    import mkd.distill.train as training
+
+    train_path, valid_path, teacher_path = small_data
+    settings = {"epochs": 2, "batch_size": 16, "checkpoint_every": 2, "backbone": tiny_config(),
+                "tokenizer": minilm_tokenizer(), "show_progress": False, "graded_weight": 0.5}
+    whole = train("colbert", train_path, valid_path, teacher_path, out_dir=tmp_path / "whole", **settings)
+
+    calls = {"n": 0}
+    real_loss = training.mkd_loss
+
+    def failing_loss(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 9:  # step 9 of 10: the last checkpoint is step 8, the third of epoch 2
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(training, "mkd_loss", failing_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train("colbert", train_path, valid_path, teacher_path, out_dir=tmp_path / "cut", **settings)
+    monkeypatch.setattr(training, "mkd_loss", real_loss)
+    state = torch.load(tmp_path / "cut" / training.CHECKPOINT_DIR / training.STATE_FILE, weights_only=False)
+    assert state["step"] == 8 and state["epoch"] == 2 and state["step_in_epoch"] == 3
+    resumed = train("colbert", train_path, valid_path, teacher_path, out_dir=tmp_path / "cut", resume=True,
+                    **settings)
+    assert resumed["total_steps"] == whole["total_steps"] == 10
+    assert [e["steps"] for e in resumed["epochs"]] == [5, 10] and resumed["resumed"][0]["at_step"] == 8
+    a, b = load_student(tmp_path / "whole" / BEST_DIR), load_student(tmp_path / "cut" / BEST_DIR)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6), name
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(small_data: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    train_path, valid_path, teacher_path = small_data
+    settings = {"batch_size": 16, "checkpoint_every": 2, "backbone": tiny_config(), "tokenizer": minilm_tokenizer(),
+                "show_progress": False}
+    train("colbert", train_path, valid_path, teacher_path, out_dir=tmp_path / "run", max_steps=3, **settings)
+    with pytest.raises(ValueError, match="other settings"):
+        train("colbert", train_path, valid_path, teacher_path, out_dir=tmp_path / "run", max_steps=4, resume=True,
+              **settings)
+
+
+def test_graded_target_mixes_rating_and_label() -> None:
+    from mkd.distill.teacher import label_target
+
+    good, bad = Pair("q", "t", 2.33, "1"), Pair("q", "t", 2.0, "2")
+    assert label_target(good) == 1.0 and label_target(bad) == 0.0
+    assert label_target(good, 0.5) == pytest.approx(0.5 + 0.5 * 0.665)
+    assert label_target(bad, 1.0) == pytest.approx(0.5)
