@@ -264,7 +264,7 @@ def train(student_family: Family, train_pairs: str | os.PathLike[str], valid_pai
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + value
             progress.update(1)
-            progress.set_postfix(loss=f"{parts['total']:.4f}", epoch=epoch)
+            progress.set_postfix(loss=f"{parts['total']:.4f}", epoch=epoch, refresh=False)
             if step >= total_steps:
                 break
             if config.checkpoint_every and step % config.checkpoint_every == 0:

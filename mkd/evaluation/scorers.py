@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from mkd.bm25 import BM25Index
 from mkd.data import Pair
+from mkd.teacher.committee import COMMITTEE_FILE
 from mkd.teacher.score import Normalisation, teacher_score
 from service.model_repository import (
     SERVING_FILE,
@@ -114,7 +115,8 @@ class UnknownModelError(ValueError):
 
 def load_scorer(model: str, *, version: int | None = None, model_name: str | None = None,
                 show_progress: bool = True) -> PairScorer:
-    """Resolve ``--model``: ``bm25``; ``teacher`` (the shipped local ELLM-rele) or ``teacher:ADAPTER_DIR``; a
+    """Resolve ``--model``: ``bm25``; ``teacher`` (the shipped local ELLM-rele) or ``teacher:ADAPTER_DIR``;
+    ``committee:DIR`` or a folder with ``committee.json`` (the release teacher, `mkd.teacher.committee`); a
     model repository (root or model directory; ``version`` defaults to the highest, ``model_name`` to ``colbert``)
     or one exported version directory, scored with ONNX Runtime; or a student checkpoint directory
     (``student.json`` inside; needs torch)."""
@@ -125,6 +127,13 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
         return BM25Scorer(show_progress=show_progress)
     if model == "teacher" or model.startswith("teacher:"):
         return TeacherScorer(model.partition(":")[2] or None, show_progress=show_progress)
+    if model.startswith("committee:") or (path / COMMITTEE_FILE).is_file():
+        from mkd.teacher.committee import CommitteeError, CommitteeScorer
+
+        try:
+            return CommitteeScorer(model.removeprefix("committee:"), show_progress=show_progress)
+        except CommitteeError as exc:
+            raise UnknownModelError(f"--model {model!r}: {exc}") from None
     try:
         if is_model_repository(path):
             return RepositoryScorer(resolve_model(path, model=model_name, version=version),
@@ -137,6 +146,6 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
         from mkd.students.scoring import CheckpointScorer  # torch is imported only on this path
 
         return CheckpointScorer(model, show_progress=show_progress)
-    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', 'teacher', a model repository "
-                            "(config.pbtxt), an exported version directory (serving.json) or a student checkpoint "
-                            "directory (student.json)")
+    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', 'teacher', 'committee:DIR', a "
+                            "model repository (config.pbtxt), an exported version directory (serving.json) or a "
+                            "student checkpoint directory (student.json)")

@@ -14,8 +14,11 @@ from rich.console import Console
 
 from mkd.cli import fail
 from mkd.data import PairsFileError, derived_dir, load_catalogue, load_pairs
+from mkd.teacher.committee_cli import committee_app
 
 teacher_app = typer.Typer(no_args_is_help=True)
+teacher_app.add_typer(committee_app, name="committee", help="The release teacher: a committee of trained models "
+                      "combined on the validation split; its MKD teacher file and the compact scores copy.")
 TRAIN_PAIRS = derived_dir() / "train.tsv"
 CATALOGUE = derived_dir() / "catalogue.tsv"
 
