@@ -87,7 +87,7 @@ def test_fit_writes_a_committee_that_evaluate_loads(committee_dir: Path, pairs: 
 
 
 def test_a_broken_committee_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(UnknownModelError, match="no committee.json"):
+    with pytest.raises(UnknownModelError, match=r"no committee\.json"):
         load_scorer(f"committee:{tmp_path}", show_progress=False)
     (tmp_path / "committee.json").write_text('{"members": [{"name": "a", "model": "x"}], "combiner": {"mean": [],'
                                              ' "scale": [], "coef": [], "intercept": 0}}')
