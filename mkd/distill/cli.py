@@ -52,6 +52,8 @@ def train(
     teacher_labelled: Annotated[bool, typer.Option(
         help="Use the teacher's rows for labelled pairs too (--no-teacher-labelled: the teacher teaches through "
              "the unlabeled pool only, e.g. when it was trained on the labelled pairs).")] = True,
+    layers: Annotated[int | None, typer.Option(
+        min=1, help="Keep only the backbone's first N layers (a smaller, faster student).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     checkpoint_every: Annotated[int, typer.Option(
         min=0, help="Checkpoint into OUT/checkpoint every N steps and at each epoch's end (0: never).")] = 200,
@@ -77,6 +79,7 @@ def train(
                               epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, backbone=backbone,
                               head_lr=head_lr, temperature=temperature, seed=seed, graded_weight=graded_weight,
                               labelled_teacher=teacher_labelled, threads=threads, checkpoint_every=checkpoint_every,
+                              layers=layers,
                               resume=resume, show_progress=True)
     except (PairsFileError, TeacherFileError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -71,6 +71,8 @@ class TrainConfig:
     labelled_teacher: bool = True
     """Use the teacher's rows for labelled pairs (False: the teacher teaches through the pool only)."""
     checkpoint_every: int = 200
+    layers: int | None = None
+    """Keep only the backbone's first N transformer layers (a smaller student); None: all."""
     student_options: dict[str, Any] = field(default_factory=dict)
 
     def resolved_lambdas(self) -> tuple[float, float, float]:
@@ -137,6 +139,12 @@ class EpochOrder(Sampler[int]):
         return self.size - self.start
 
 
+def _run_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a resumed run must share with its checkpoint: all but those that do not change what is
+    learnt (threads, checkpoint interval), which a resume may change."""
+    return {k: v for k, v in config.items() if k not in ("threads", "checkpoint_every")}
+
+
 def _save_checkpoint(out: Path, student: Student, state: dict[str, Any]) -> None:
     """Write ``out/checkpoint`` atomically: a temporary folder, then a rename over the previous one."""
     temporary, final = out / f"{CHECKPOINT_DIR}.tmp", out / CHECKPOINT_DIR
@@ -162,7 +170,8 @@ def train(student_family: Family, train_pairs: str | os.PathLike[str], valid_pai
     """Train a student of ``student_family`` with MKD; returns the training record (also written to
     ``out_dir/training.json``). ``lambdas`` default to the paper's for the family; ``settings`` are further
     :class:`TrainConfig` fields. ``backbone`` may be an architecture config with ``tokenizer`` (tests).
-    ``resume``: continue from ``out_dir/checkpoint`` when there is one (same settings and data files)."""
+    ``resume``: continue from ``out_dir/checkpoint`` when there is one (same settings and data files; the thread
+    count and checkpoint interval may change)."""
     started = time.time()
     backbone_name = backbone if isinstance(backbone, str) else f"random-init {backbone.model_type}"
     config = TrainConfig(family=student_family, backbone=backbone_name, lambdas=lambdas, epochs=epochs,
@@ -191,7 +200,8 @@ def train(student_family: Family, train_pairs: str | os.PathLike[str], valid_pai
         saved = torch.load(checkpoint / STATE_FILE, weights_only=False)
         student = Student.load(checkpoint / "student")
     else:
-        student = build_student(student_family, backbone, tokenizer=tokenizer, **config.student_options)
+        student = build_student(student_family, backbone, tokenizer=tokenizer, layers=config.layers,
+                                **config.student_options)
     collate = StudentCollator(student.tokenizer, student.config)
     order = EpochOrder(len(examples), config.seed)
     # a generator of its own, so the loader's seed draw does not move the global RNG (dropout), which a
@@ -218,7 +228,8 @@ def train(student_family: Family, train_pairs: str | os.PathLike[str], valid_pai
     }
     step, first_epoch, epoch_start_step, best_auc, sums = 0, 1, 0, -math.inf, {}
     if saved is not None:
-        if saved["record"]["config"] != record["config"] or saved["record"]["data"] != record["data"]:
+        if _run_settings(saved["record"]["config"]) != _run_settings(record["config"]) \
+                or saved["record"]["data"] != record["data"]:
             raise ValueError(f"{checkpoint}: the checkpoint was written by a run with other settings or data; "
                              "use another --out or start over without --resume")
         optimizer.load_state_dict(saved["optimizer"])

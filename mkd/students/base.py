@@ -8,6 +8,7 @@ student's state dict) and the tokenizer files.
 
 from __future__ import annotations
 
+import copy
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -62,13 +63,19 @@ def resolve_backbone(backbone: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_backbone(backbone: str | os.PathLike[str] | PretrainedConfig) -> tuple[PreTrainedModel, Any | None]:
+def load_backbone(backbone: str | os.PathLike[str] | PretrainedConfig, layers: int | None = None,
+                  ) -> tuple[PreTrainedModel, Any | None]:
     """(encoder, tokenizer) from a name or folder (pretrained weights), or (randomly initialised encoder, None)
-    from an architecture config (tests)."""
+    from an architecture config (tests). ``layers`` keeps only the first N transformer layers (a smaller, faster
+    student initialised from the lower layers of the backbone)."""
     if isinstance(backbone, PretrainedConfig):
+        if layers is not None:
+            backbone = copy.deepcopy(backbone)
+            backbone.num_hidden_layers = layers
         return AutoModel.from_config(backbone), None
     path = resolve_backbone(backbone)
-    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    overrides = {} if layers is None else {"num_hidden_layers": layers}
+    return AutoModel.from_pretrained(path, **overrides), AutoTokenizer.from_pretrained(path)
 
 
 class Calibration(nn.Module):

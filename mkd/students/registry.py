@@ -21,12 +21,13 @@ STUDENT_CLASSES: dict[str, type[Student]] = {
 
 
 def build_student(family: Family, backbone: str | os.PathLike[str] | PretrainedConfig = DEFAULT_BACKBONE, *,
-                  tokenizer: Any = None, mask_punctuation: bool = True, **options: Any) -> Student:
+                  tokenizer: Any = None, mask_punctuation: bool = True, layers: int | None = None,
+                  **options: Any) -> Student:
     """A new student of ``family`` on ``backbone``: a model name or folder (pretrained weights and tokenizer) or
     an architecture config (random initialisation; ``tokenizer`` then required). ``options`` override
     :class:`StudentConfig` fields (lengths, dim, n_codes, markers...). ``mask_punctuation`` puts the tokenizer's
-    punctuation tokens on ColBERT's item-side skip-list."""
-    encoder, backbone_tokenizer = load_backbone(backbone)
+    punctuation tokens on ColBERT's item-side skip-list. ``layers``: keep the backbone's first N layers only."""
+    encoder, backbone_tokenizer = load_backbone(backbone, layers)
     tokenizer = tokenizer if tokenizer is not None else backbone_tokenizer
     if tokenizer is None:
         raise ValueError("a randomly initialised backbone needs an explicit tokenizer")

@@ -147,3 +147,12 @@ def test_graded_target_mixes_rating_and_label() -> None:
     assert label_target(good) == 1.0 and label_target(bad) == 0.0
     assert label_target(good, 0.5) == pytest.approx(0.5 + 0.5 * 0.665)
     assert label_target(bad, 1.0) == pytest.approx(0.5)
+
+
+def test_smaller_student_keeps_the_first_layers(small_data: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    train_path, valid_path, _ = small_data
+    record = train("colbert", train_path, valid_path, out_dir=tmp_path / "small", max_steps=2, batch_size=16,
+                   backbone=tiny_config(), tokenizer=minilm_tokenizer(), show_progress=False, layers=1)
+    assert record["config"]["layers"] == 1
+    student = load_student(tmp_path / "small" / BEST_DIR)
+    assert student.encoder.config.num_hidden_layers == 1 and len(student.encoder.encoder.layer) == 1
