@@ -50,8 +50,9 @@ def train(
         min=0.0, max=1.0, help="Weight of the graded rating (relevance - 1)/2 in the CE target of labelled pairs "
                                "(0: the binary label; 0.5: half each).")] = 0.0,
     teacher_labelled: Annotated[bool, typer.Option(
-        help="Use the teacher's rows for labelled pairs too (--no-teacher-labelled: the teacher teaches through "
-             "the unlabeled pool only, e.g. when it was trained on the labelled pairs).")] = True,
+        help="Distil the teacher's scores of labelled pairs too (--no-teacher-labelled: its scores of the "
+             "unlabeled pool only, e.g. when it was trained on the labelled pairs; its CoTs serve every pair).")]
+    = True,
     layers: Annotated[int | None, typer.Option(
         min=1, help="Keep only the backbone's first N layers (a smaller, faster student).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,

@@ -103,7 +103,8 @@ class JoinStats:
     excluded_labelled_elsewhere: int = 0
 
 
-def _example(query: str, title: str, label: float | None, row: TeacherRow | None, stats: JoinStats) -> PairExample:
+def _example(query: str, title: str, label: float | None, row: TeacherRow | None, stats: JoinStats, *,
+             use_score: bool = True) -> PairExample:
     if row is None:
         return PairExample(query, title, label=label)
     explanation = None
@@ -114,7 +115,7 @@ def _example(query: str, title: str, label: float | None, row: TeacherRow | None
             stats.cot_parsed += 1
         else:
             stats.cot_unparsed += 1
-    return PairExample(query, title, label=label, teacher_p_good=row.score, cot=explanation)
+    return PairExample(query, title, label=label, teacher_p_good=row.score if use_score else None, cot=explanation)
 
 
 def label_target(pair: Pair, graded_weight: float = 0.0) -> float:
@@ -134,8 +135,9 @@ def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRo
 
     Teacher-only rows are left out when their query is held out (validation or test: training on their pseudo
     labels would leak) or when they carry a ``relevance`` (a labelled pair of another split). ``graded_weight``:
-    see :func:`label_target`. With ``labelled_teacher`` False the teacher's rows for labelled pairs are dropped
-    (a teacher trained on those pairs is overconfident on them): the teacher then teaches through the pool only.
+    see :func:`label_target`. With ``labelled_teacher`` False the teacher's scores for labelled pairs are not used
+    (a teacher trained on those pairs is overconfident on them): its score then teaches through the pool only, while
+    its CoTs still serve every pair.
     """
     stats = JoinStats()
     by_pair: dict[tuple[str, str], TeacherRow] = {}
@@ -148,9 +150,8 @@ def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRo
     examples = []
     for pair in train_pairs:
         row = by_pair.pop((pair.query, pair.product_title), None)
-        if not labelled_teacher:
-            row = None
-        examples.append(_example(pair.query, pair.product_title, label_target(pair, graded_weight), row, stats))
+        examples.append(_example(pair.query, pair.product_title, label_target(pair, graded_weight), row, stats,
+                                 use_score=labelled_teacher))
         stats.labelled += 1
         stats.labelled_with_teacher += row is not None
     held_out = set(held_out_queries)

@@ -69,7 +69,7 @@ class TrainConfig:
     graded_weight: float = 0.0
     """Weight of the graded rating (relevance - 1)/2 in the CE target of labelled pairs (0: the binary label)."""
     labelled_teacher: bool = True
-    """Use the teacher's rows for labelled pairs (False: the teacher teaches through the pool only)."""
+    """Distil the teacher's scores of labelled pairs too (False: its scores of pool pairs only; CoTs always)."""
     checkpoint_every: int = 200
     layers: int | None = None
     """Keep only the backbone's first N transformer layers (a smaller student); None: all."""

@@ -53,3 +53,15 @@ def test_build_examples_joins_labelled_pairs_and_keeps_a_clean_pool() -> None:
     assert (stats.labelled, stats.labelled_with_teacher, stats.pool) == (2, 1, 1)
     assert (stats.cot_parsed, stats.cot_unparsed, stats.duplicate_teacher_rows) == (1, 1, 1)
     assert (stats.excluded_held_out_query, stats.excluded_labelled_elsewhere) == (1, 1)
+
+
+def test_teacher_scores_of_labelled_pairs_can_be_left_out_keeping_their_cots() -> None:
+    from mkd.cot import render
+
+    pairs = [Pair(QUERY, TITLE, 2.33, "p1")]
+    rows = [TeacherRow(QUERY, TITLE, render(example_cot()), 0.2, 0.8, 0.2),
+            TeacherRow("angle bracket", "Simpson Angle", None, 0.9, 0.1, 0.9)]
+    examples, _ = build_examples(pairs, rows, labelled_teacher=False, graded_weight=0.5)
+    assert examples[0].teacher_p_good is None and examples[0].cot == example_cot()
+    assert examples[0].label == pytest.approx(0.5 + 0.5 * (2.33 - 1) / 2)
+    assert examples[1].teacher_p_good == 0.9 and examples[1].label is None
