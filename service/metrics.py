@@ -59,6 +59,10 @@ class Metrics:
             self.shed.labels(reason)
         for stage in ("queued", "running"):
             self.abandoned.labels(stage)
+        for outcome in ("ok", "failed"):
+            self.version_switches.labels(outcome)
+        for operation in ("get", "put"):  # so that error-rate queries and alerts have a series before any error
+            self.store_errors.labels(operation)
         for stage in STAGES:
             self.stage.labels(stage)
         for result in ("hit", "miss"):
