@@ -4,8 +4,10 @@ request is counted and timed.
 
 Admission control bounds the work in flight: at most ``max_concurrent_requests`` scoring requests run at once,
 at most ``max_queued_requests`` wait (first come, first served) and none waits longer than ``max_queue_wait_ms``.
-The excess is refused at once with 429 + ``Retry-After``, before its body is parsed, so under overload the
-admitted requests keep their latency and the refused ones cost next to nothing. A client that disconnects while
+A request that finds the queue full, or whose expected wait (the requests ahead of it times the recent service
+time, per slot) is over half that bound, is refused at once with 429 + ``Retry-After``, before its body is parsed;
+one still waiting at the bound gets the same. So under overload the admitted requests keep their latency and the
+refused ones cost next to nothing. A client that disconnects while
 its request waits is dropped from the queue; one that disconnects while its request runs has the request
 cancelled (its queries leave the encoder queue unencoded).
 """
@@ -39,6 +41,11 @@ class Admission:
         self.metrics = metrics
         self.active = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
+        self.service_s = 0.0  # moving average of the time a request holds its slot
+
+    def expected_wait(self) -> float:
+        """Seconds a request queued now would wait: those ahead of it, and itself, share the slots."""
+        return (len(self.waiters) + 1) * self.service_s / self.limit
 
     async def acquire(self, gone: asyncio.Future[None]) -> str | None:
         """None once a slot is held (call :meth:`release` after); else why not: ``queue_full``, ``queue_timeout``
@@ -47,7 +54,7 @@ class Admission:
             self.active += 1
             self.metrics.in_flight.set(self.active)
             return None
-        if len(self.waiters) >= self.queue or self.wait_s <= 0:
+        if len(self.waiters) >= self.queue or self.expected_wait() > self.wait_s / 2:
             return "queue_full"
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
@@ -71,8 +78,10 @@ class Admission:
             return None
         return "gone" if gone.done() else "queue_timeout"
 
-    def release(self) -> None:
-        """Hand the slot to the longest waiter, or free it."""
+    def release(self, held_s: float | None = None) -> None:
+        """Hand the slot to the longest waiter, or free it; ``held_s``: how long the request that ran held it."""
+        if held_s is not None:
+            self.service_s = held_s if not self.service_s else 0.9 * self.service_s + 0.1 * held_s
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -163,6 +172,7 @@ class GatewayMiddleware:
                 self.metrics.shed.labels(reason).inc()
                 raise _Refused(429, f"overloaded ({reason.replace('_', ' ')}); retry after {RETRY_AFTER_S} s",
                                {"retry-after": str(RETRY_AFTER_S)})
+            admitted = time.perf_counter()
             try:
                 task = loop.create_task(self.app(scope, _replay(body, _wait_for(gone)), send))
                 await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -174,7 +184,7 @@ class GatewayMiddleware:
                     raise _Gone
                 task.result()
             finally:
-                self.admission.release()
+                self.admission.release(time.perf_counter() - admitted)
         finally:
             watcher.cancel()
 

@@ -77,14 +77,15 @@ class Settings(BaseSettings):
 
     # --- reliability: admission control, timeouts, store durability, metrics exposure, version switch ---------
     max_concurrent_requests: int = Field(
-        4, ge=1, description="Scoring requests (/v1/score, /v1/rerank, PUT /v1/items) processed at once; more wait "
+        2, ge=1, description="Scoring requests (/v1/score, /v1/rerank, PUT /v1/items) processed at once; more wait "
                              "in the admission queue.")
     max_queued_requests: int = Field(
         32, ge=0, description="Scoring requests waiting for a slot; one more is refused at once with 429 + "
                               "Retry-After.")
     max_queue_wait_ms: float = Field(
-        40.0, ge=0.0, description="Longest wait for a slot (ms); a request still waiting then gets 429 + "
-                                  "Retry-After, so admitted requests keep their latency under overload.")
+        20.0, ge=0.0, description="Longest wait for a slot (ms): a request expected to wait more than half of it "
+                                  "is refused at once, one still waiting at it gets 429 + Retry-After, so admitted "
+                                  "requests keep their latency under overload.")
     request_read_timeout_s: float = Field(
         10.0, gt=0, description="Time a client has to send the request headers, and then its body, before the "
                                 "connection is closed (408 for a body).")
