@@ -83,9 +83,12 @@ class Settings(BaseSettings):
         32, ge=0, description="Scoring requests waiting for a slot; one more is refused at once with 429 + "
                               "Retry-After.")
     max_queue_wait_ms: float = Field(
-        20.0, ge=0.0, description="Longest wait for a slot (ms): a request expected to wait more than half of it "
-                                  "is refused at once, one still waiting at it gets 429 + Retry-After, so admitted "
-                                  "requests keep their latency under overload.")
+        100.0, ge=0.0, description="Longest wait for a slot (ms) while the queue only absorbs bursts; a request "
+                                   "still waiting then gets 429 + Retry-After.")
+    queue_target_ms: float = Field(
+        10.0, ge=0.0, description="Queue delay target (ms, CoDel): when even the shortest wait over 100 ms exceeds "
+                                  "it, the queue is overloaded: waits are cut to this and requests expected to wait "
+                                  "longer are refused at once (429), so admitted requests keep their latency.")
     request_read_timeout_s: float = Field(
         10.0, gt=0, description="Time a client has to send the request headers, and then its body, before the "
                                 "connection is closed (408 for a body).")
