@@ -3,11 +3,10 @@ deadline, the scoring routes go through admission control, work for a client tha
 request is counted and timed.
 
 Admission control bounds the work in flight: at most ``max_concurrent_requests`` scoring requests run at once,
-at most ``max_queued_requests`` wait (first come, first served) and none waits longer than ``max_queue_wait_ms``
-(``queue_target_ms`` while the queue is standing: see :class:`Admission`). A request that finds the queue full, or
-under overload one expected to wait past the target, is refused at once with 429 + ``Retry-After``, before its
-body is parsed; one still waiting at its bound gets the same. So under overload the admitted requests keep their
-latency and the refused ones cost next to nothing, while bursts at low load are queued, not refused. A client that
+at most ``max_queued_requests`` wait (first come, first served) and none waits longer than ``max_queue_wait_ms``.
+A request that finds the queue full, or that would wait longer than that (see :class:`Admission`), is refused at
+once with 429 + ``Retry-After``, before its body is parsed; one still waiting at the bound gets the same. So under
+overload the admitted requests keep their latency and the refused ones cost next to nothing. A client that
 disconnects while its request waits is dropped from the queue; one that disconnects while its request runs has
 the request cancelled (its queries leave the encoder queue unencoded).
 """
@@ -32,45 +31,24 @@ RETRY_AFTER_S = 1
 
 
 class Admission:
-    """A slot limiter with a bounded FIFO queue whose waits follow CoDel (controlled delay), as request queues at
-    scale do: while the shortest wait seen over each ``INTERVAL_S`` stays under ``target_s``, the queue only
-    absorbs bursts and a request may wait up to ``wait_s``; once even the shortest wait of an interval exceeds
-    ``target_s`` the queue is standing (overload), and until an interval passes below it without a refusal a
-    request waits at most ``target_s`` and one expected to wait longer (the requests ahead of it times the recent
-    service time, per slot) is refused at once. Single event loop: no locks needed."""
+    """A slot limiter with a bounded FIFO queue that refuses up front: a request that would wait longer than
+    ``wait_s`` (the requests ahead of it, and itself, times the recent service time, per slot) or finds
+    ``queue`` requests waiting is refused at once; one still waiting after ``wait_s`` is refused then. A standing
+    queue of a few closed-loop clients is served; an open-loop excess is refused before it costs anything. Single
+    event loop: no locks needed."""
 
-    INTERVAL_S = 0.1
-
-    def __init__(self, limit: int, queue: int, wait_s: float, target_s: float, metrics: Metrics) -> None:
+    def __init__(self, limit: int, queue: int, wait_s: float, metrics: Metrics) -> None:
         self.limit = limit
         self.queue = queue
         self.wait_s = wait_s
-        self.target_s = min(target_s, wait_s)
         self.metrics = metrics
         self.active = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.service_s = 0.0  # moving average of the time a request holds its slot
-        self.overloaded = False
-        self._interval_end = 0.0
-        self._min_wait = 0.0
-        self._refused = False  # in the current interval
 
     def expected_wait(self) -> float:
         """Seconds a request queued now would wait: those ahead of it, and itself, share the slots."""
         return (len(self.waiters) + 1) * self.service_s / self.limit
-
-    def _waited(self, seconds: float) -> None:
-        """Record an admitted request's wait; at the end of an interval, decide whether the queue stands."""
-        now = time.monotonic()
-        if now >= self._interval_end:
-            # refusing keeps the queue short, so while it refuses the overload holds whatever the waits were
-            self.overloaded = self._interval_end > 0 and (self._min_wait > self.target_s
-                                                          or (self.overloaded and self._refused))
-            self._interval_end = now + self.INTERVAL_S
-            self._min_wait = seconds
-            self._refused = False
-        else:
-            self._min_wait = min(self._min_wait, seconds)
 
     async def acquire(self, gone: asyncio.Future[None]) -> str | None:
         """None once a slot is held (call :meth:`release` after); else why not: ``queue_full``, ``queue_timeout``
@@ -78,19 +56,15 @@ class Admission:
         if self.active < self.limit and not self.waiters:
             self.active += 1
             self.metrics.in_flight.set(self.active)
-            self._waited(0.0)
             return None
-        bound = self.target_s if self.overloaded else self.wait_s
-        if len(self.waiters) >= self.queue or (self.overloaded and self.expected_wait() > bound):
-            self._refused = True
+        if len(self.waiters) >= self.queue or self.expected_wait() > self.wait_s:
             return "queue_full"
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         self.metrics.queued.set(len(self.waiters))
-        queued = time.monotonic()
         admitted = False
         try:
-            await asyncio.wait((waiter, gone), timeout=bound, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((waiter, gone), timeout=self.wait_s, return_when=asyncio.FIRST_COMPLETED)
             admitted = waiter.done() and not waiter.cancelled()
         finally:
             if not admitted:
@@ -104,13 +78,8 @@ class Admission:
             self.release()
             return "gone"
         if admitted:
-            self._waited(time.monotonic() - queued)
             return None
-        if gone.done():
-            return "gone"
-        self._refused = True
-        self._waited(bound)  # a wait that ran out counts as at least the bound
-        return "queue_timeout"
+        return "gone" if gone.done() else "queue_timeout"
 
     def release(self, held_s: float | None = None) -> None:
         """Hand the slot to the longest waiter, or free it; ``held_s``: how long the request that ran held it."""
@@ -157,7 +126,7 @@ class GatewayMiddleware:
         self.read_timeout_s = settings.request_read_timeout_s
         self.metrics = metrics
         self.admission = Admission(settings.max_concurrent_requests, settings.max_queued_requests,
-                                   settings.max_queue_wait_ms / 1000.0, settings.queue_target_ms / 1000.0, metrics)
+                                   settings.max_queue_wait_ms / 1000.0, metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

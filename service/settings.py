@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------------------------
     model_repository: Path = Field(REPO_ROOT / "model_repository", description="Triton-layout model repository.")
     model_name: str = Field("colbert", description="ColBERT model in the repository.")
-    model_version: int | None = Field(None, description="Version to serve; default the highest present.")
+    model_version: int | None = Field(None, description="Version to serve (pinned); default the version the store "
+                                      "marks active, else the highest present.")
     backend: Literal["onnxruntime", "triton"] = Field(
         "onnxruntime", description="Run the encoder in-process (ONNX Runtime) or on a Triton server.")
     onnx_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = all cores).")
@@ -77,18 +78,15 @@ class Settings(BaseSettings):
 
     # --- reliability: admission control, timeouts, store durability, metrics exposure, version switch ---------
     max_concurrent_requests: int = Field(
-        2, ge=1, description="Scoring requests (/v1/score, /v1/rerank, PUT /v1/items) processed at once; more wait "
+        4, ge=1, description="Scoring requests (/v1/score, /v1/rerank, PUT /v1/items) processed at once; more wait "
                              "in the admission queue.")
     max_queued_requests: int = Field(
         32, ge=0, description="Scoring requests waiting for a slot; one more is refused at once with 429 + "
                               "Retry-After.")
     max_queue_wait_ms: float = Field(
-        100.0, ge=0.0, description="Longest wait for a slot (ms) while the queue only absorbs bursts; a request "
-                                   "still waiting then gets 429 + Retry-After.")
-    queue_target_ms: float = Field(
-        10.0, ge=0.0, description="Queue delay target (ms, CoDel): when even the shortest wait over 100 ms exceeds "
-                                  "it, the queue is overloaded: waits are cut to this and requests expected to wait "
-                                  "longer are refused at once (429), so admitted requests keep their latency.")
+        50.0, ge=0.0, description="Longest wait for a slot (ms): a request that would wait longer (the requests "
+                                  "ahead of it times the recent service time) is refused at once with 429 + "
+                                  "Retry-After, one still waiting then gets the same.")
     request_read_timeout_s: float = Field(
         10.0, gt=0, description="Time a client has to send the request headers, and then its body, before the "
                                 "connection is closed (408 for a body).")
