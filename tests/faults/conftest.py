@@ -108,6 +108,8 @@ class Report:
             lines += [f"## {name}", "", figures.get("what", ""), "", "| figure | value |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in figures.items() if k != "what"]
             lines.append("")
+        if (REPORT_DIR / "overload_latency_over_time.png").is_file():
+            lines += ["![latency over time at 2x saturation](overload_latency_over_time.png)", ""]
         (REPORT_DIR / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
 

@@ -19,10 +19,9 @@ import pytest
 
 from service.store.codec import TokenCodec
 from service.store.local import LocalItemStore
-from tests.faults.conftest import SHIPPED, Report, index, loadtest, rss_mib
+from tests.faults.conftest import REPORT_DIR, SHIPPED, Report, index, loadtest, rss_mib
 from tests.service.conftest import RedisServer
-from tests.service.gateway_process import GatewayProcess, local_settings
-from tests.service.test_reliability import _closed_within
+from tests.service.gateway_process import GatewayProcess, closed_within, local_settings
 
 pytestmark = pytest.mark.faults
 SWITCH_ITEMS = 300  # products indexed per version in the switch and Redis scenarios (indexed while under load)
@@ -110,6 +109,8 @@ def test_overload_at_twice_saturation(store_dir: Path, catalogue: Path, saturati
             stopped = time.monotonic()
             time.sleep(3)
         metrics = httpx.get(f"{gateway.url}/metrics").text
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "overload" / "latency_over_time.png", REPORT_DIR / "overload_latency_over_time.png")
     bad = [sent for sent, status, seconds in probe.samples
            if sent > stopped - 1 and (status != 200 or seconds * 1000 > 3 * half_p99)]
     recovery_s = max(0.0, max(bad, default=stopped) - stopped)
@@ -309,7 +310,7 @@ def test_slow_clients_under_load(store_dir: Path, catalogue: Path, saturation: d
                 sock.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\n")
             held.append(sock)
         opened = time.monotonic()
-        outcomes = [_closed_within(sock, 6.0) for sock in held]
+        outcomes = [closed_within(sock, 6.0) for sock in held]
         closed_after = time.monotonic() - opened
         for sock in held:
             sock.close()

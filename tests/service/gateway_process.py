@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,3 +76,17 @@ def local_settings(repository: Path, store_dir: Path, **extra: object) -> dict[s
     """RELEVANCE_* values of a gateway on the local store."""
     return {"model_repository": str(repository), "store": "local", "store_dir": str(store_dir),
             **{k: str(v) for k, v in extra.items()}}
+
+
+def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """(the server closed the connection within ``seconds``, what it sent before closing)."""
+    sock.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+        return True, received
+    except TimeoutError:
+        return False, received
+    except ConnectionResetError:
+        return True, received

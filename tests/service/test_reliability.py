@@ -21,7 +21,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.ports import free_port, serving
 from tests.service.conftest import RedisServer
-from tests.service.gateway_process import GatewayProcess, local_settings
+from tests.service.gateway_process import GatewayProcess, closed_within, local_settings
 
 TITLES = ["Simpson Strong-Tie 12-Gauge Angle", "Everbilt 2 in. Zinc-Plated Corner Brace",
           "BEHR Premium Textured DeckOver 1-gal. Wood and Concrete Coating",
@@ -200,20 +200,6 @@ def test_work_stops_for_clients_that_left(tiny_model_repository: Path, tmp_path:
 
 # --- slow clients and the connection bound (the real `relevance serve`) ----------------------------------------
 
-def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
-    """(the server closed the connection within ``seconds``, what it sent before closing)."""
-    sock.settimeout(seconds)
-    received = b""
-    try:
-        while chunk := sock.recv(65536):
-            received += chunk
-        return True, received
-    except TimeoutError:
-        return False, received
-    except ConnectionResetError:
-        return True, received
-
-
 def test_slow_clients_are_cut_off_and_connections_are_bounded(tiny_model_repository: Path, tmp_path: Path) -> None:
     settings = local_settings(tiny_model_repository, tmp_path / "index", request_read_timeout_s=1.0,
                               max_connections=20)
@@ -231,8 +217,8 @@ def test_slow_clients_are_cut_off_and_connections_are_bounded(tiny_model_reposit
         extra = [httpx.post(f"{gateway.url}/v1/score", json={"query": "q", "items": [{"id": "1", "title": "t"}]},
                             timeout=5) for _ in range(12)]
         assert 503 in [r.status_code for r in extra]
-        outcomes = [_closed_within(sock, 5.0) for sock in [*half_headers, silent]]
-        body_closed, body_answer = _closed_within(half_body, 5.0)
+        outcomes = [closed_within(sock, 5.0) for sock in [*half_headers, silent]]
+        body_closed, body_answer = closed_within(half_body, 5.0)
         elapsed = time.monotonic() - started
         for sock in [*half_headers, half_body, silent]:
             sock.close()
