@@ -97,7 +97,7 @@ class Report:
         path = REPORT_DIR / "report.json"
         if path.is_file():  # a run of some scenarios (-k) keeps the others' last figures
             previous = json.loads(path.read_text()).get("scenarios", {})
-        merged = {**previous, **self.scenarios}
+        merged = {**{k: v for k, v in previous.items() if k != "Overload at 2x saturation"}, **self.scenarios}
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.machine()}, "
                 f"{os.cpu_count()} CPUs", "python": platform.python_version(), "command": "make test-faults"}
         path.write_text(json.dumps({**meta, "scenarios": merged}, indent=2) + "\n", encoding="utf-8")
@@ -108,8 +108,8 @@ class Report:
             lines += [f"## {name}", "", figures.get("what", ""), "", "| figure | value |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in figures.items() if k != "what"]
             lines.append("")
-        if (REPORT_DIR / "overload_latency_over_time.png").is_file():
-            lines += ["![latency over time at 2x saturation](overload_latency_over_time.png)", ""]
+        for plot in sorted(REPORT_DIR.glob("overload_*_latency_over_time.png")):
+            lines += [f"![latency over time at 2x saturation]({plot.name})", ""]
         (REPORT_DIR / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
 
