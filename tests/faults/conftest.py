@@ -101,9 +101,10 @@ class Report:
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.machine()}, "
                 f"{os.cpu_count()} CPUs", "python": platform.python_version(), "command": "make test-faults"}
         path.write_text(json.dumps({**meta, "scenarios": merged}, indent=2) + "\n", encoding="utf-8")
-        lines = ["# Fault scenarios", "", f"`{meta['command']}` on {meta['machine']}, {meta['generated']}; every "
-                 "figure below is measured in that run (tests/faults). Load comes from `relevance loadtest` (100 "
-                 f"stored items per request, {ITEMS} indexed products, the shipped int8 ColBERT).", ""]
+        lines = ["# Fault scenarios", "", f"`{meta['command']}` on {meta['machine']}, last written "
+                 f"{meta['generated']}; each scenario's figures are from its latest run (tests/faults; a run of some "
+                 "scenarios keeps the others'). Load comes from `relevance loadtest` (100 stored items per request, "
+                 f"{ITEMS} indexed products, the shipped int8 ColBERT).", ""]
         for name, figures in merged.items():
             lines += [f"## {name}", "", figures.get("what", ""), "", "| figure | value |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in figures.items() if k != "what"]
