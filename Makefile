@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run evaluate-bm25 test test-slow lint venv proto
+.PHONY: run evaluate-bm25 test test-slow test-faults lint venv proto
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m slow
+
+## The load-type fault scenarios (overload at 2x saturation, version switch under load, Redis restarted empty,
+## SIGKILL after acknowledged writes, slow clients, teacher down): about 5 minutes; the report goes to
+## reports/faults/ (report.md, report.json). Run it on an otherwise idle machine: it measures throughput.
+test-faults: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m faults tests/faults
 
 ## Regenerate the committed gRPC code from service/grpc/relevance.proto.
 proto: $(STAMP)

@@ -1,7 +1,7 @@
 """A minimal rerank server for an exported *cross-encoder* version, on the gateway's own stack (FastAPI under
 uvicorn with uvloop/httptools, the gateway's rerank schemas, ONNX Runtime through ``service.core.models``).
 
-The gateway (``relevance serve``) serves ColBERT only: ``service.app.load_model`` builds a ``ColBERTModel``, which
+The gateway (``relevance serve``) serves ColBERT only: ``service.lifecycle.load_model`` builds a ``ColBERTModel``, which
 refuses a ``cross`` version, and the engine is MaxSim over cached item embeddings. This server exists so that the
 load test can measure the cross-encoder path under the same conditions; it is a benchmark fixture, not a product
 route. One request's pairs are one ONNX Runtime call; requests take turns on one inference thread (FIFO), as the

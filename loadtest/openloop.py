@@ -45,6 +45,8 @@ QUANTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
 QUANTILE_KEYS: dict[float, str] = {q: f"p{q:g}".replace(".", "_") + "_ms" for q in QUANTILES}
 DROPPED = "dropped"
 TIMEOUT = "timeout"
+ITEMS_FAILED = "items_failed"  # a 200 of /v1/score in which no item got a score: a failure, not a success
+SHED_STATUSES = ("429", "503")  # answers of a server refusing load (admission control, not ready)
 
 
 class LoadTestError(ValueError):
@@ -246,6 +248,7 @@ async def _run(target: Target, bodies: list[bytes], intended: np.ndarray, *, con
     headers = {"content-type": "application/json", **target.headers}
     address = target.address
     request_timeout = aiohttp.ClientTimeout(total=timeout_s)
+    check_items = target.endpoint == "score"
 
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
@@ -266,8 +269,10 @@ async def _run(target: Target, bodies: list[bytes], intended: np.ndarray, *, con
             send_lag[i] = sent - due
             try:
                 async with session.post(address, data=bodies[i], timeout=request_timeout) as response:
-                    await response.read()
+                    payload = await response.read()
                     outcome[i] = str(response.status)
+                    if check_items and response.status == 200 and _all_items_failed(payload):
+                        outcome[i] = ITEMS_FAILED
             except TimeoutError:
                 outcome[i] = TIMEOUT
             except aiohttp.ClientError as exc:
@@ -303,6 +308,15 @@ async def _run(target: Target, bodies: list[bytes], intended: np.ndarray, *, con
         if progress is not None:
             progress(counters["done"], counters["errors"], 0)
     return send_lag, latency, service, outcome, late, wall
+
+
+def _all_items_failed(payload: bytes) -> bool:
+    """True when a /v1/score answer scored none of its items (every one has an error)."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return True
+    return not isinstance(body, dict) or (body.get("n_scored") == 0 and bool(body.get("scores")))
 
 
 def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -378,7 +392,8 @@ def summarise(record: RunRecord) -> dict[str, Any]:
     n = len(record.outcome)
     counts = Counter(record.outcome)
     statuses = {k: v for k, v in sorted(counts.items()) if k.isdigit()}
-    transport = {k: v for k, v in sorted(counts.items()) if not k.isdigit() and k not in (DROPPED, TIMEOUT)}
+    transport = {k: v for k, v in sorted(counts.items())
+                 if not k.isdigit() and k not in (DROPPED, TIMEOUT, ITEMS_FAILED)}
     n_ok = int(ok.sum())
     errors = n - n_ok
     finished = record.intended + np.nan_to_num(record.latency, nan=0.0)
@@ -388,6 +403,8 @@ def summarise(record: RunRecord) -> dict[str, Any]:
     quantiles = percentiles(lat_ok, QUANTILES)
     lag = percentiles(record.send_lag[sent], (50.0, 99.0))
     svc = percentiles(record.service[ok], (50.0, 99.0))
+    shed = np.array([o in SHED_STATUSES for o in record.outcome], dtype=bool)
+    shed_lat = percentiles(record.service[shed], (50.0, 99.0))
     return {
         "offered_rps": round(record.rate, 4),
         "offered_pairs_per_s": round(record.rate * record.items, 2),
@@ -402,6 +419,10 @@ def summarise(record: RunRecord) -> dict[str, Any]:
         "statuses": statuses,
         "transport_errors": transport,
         "timeouts": counts.get(TIMEOUT, 0),
+        "items_failed": counts.get(ITEMS_FAILED, 0),
+        "shed": int(shed.sum()),
+        "shed_service_p50_ms": _ms(shed_lat[0]),
+        "shed_service_p99_ms": _ms(shed_lat[1]),
         "late_sends": int(record.late.sum()),
         "dropped": counts.get(DROPPED, 0),
         "window_s": round(window, 3),

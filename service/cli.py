@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import socket
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
@@ -42,12 +45,64 @@ def serve(
     if teacher is not None:
         settings = settings.model_copy(update={"teacher_url": teacher[1], "teacher_model": "ellm-rele-local"})
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                    access_log=False, log_level=log_level, timeout_graceful_shutdown=10)
+        uvicorn.Server(uvicorn_config(create_app(settings), settings, log_level=log_level)).run()
     finally:
         if teacher is not None:
             teacher[0].terminate()
             teacher[0].wait(timeout=30)
+
+
+def uvicorn_config(app: object, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn (uvloop, httptools) with the connection bound (``max_connections``: beyond it, 503 at once), the
+    keep-alive timeout, and a deadline for the request headers (``request_read_timeout_s``; the body's deadline is
+    the gateway middleware's)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",  # type: ignore[arg-type]
+                          http=header_timeout_protocol(settings.request_read_timeout_s), access_log=False,
+                          log_level=log_level, timeout_graceful_shutdown=10, limit_concurrency=settings.max_connections,
+                          timeout_keep_alive=max(1, round(settings.keep_alive_s)))
+
+
+def header_timeout_protocol(timeout_s: float) -> type:
+    """uvicorn's httptools protocol that closes a connection whose request headers are not complete within
+    ``timeout_s`` of the connection opening or of the request's first byte (slow or stalled clients)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(timeout_s, self._expire)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _expire(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutProtocol
 
 
 def _start_local_teacher(settings: Settings) -> tuple[subprocess.Popen[bytes], str] | None:

@@ -44,7 +44,25 @@ class Metrics:
         self.explain_latency = Histogram("relevance_explain_duration_seconds", "Teacher call latency.",
                                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)
         self.model = Info("relevance_model", "The served model version, backend and store.", registry=r)
-        self.ready = Gauge("relevance_ready", "1 when the model and the store are loaded.", registry=r)
+        self.ready = Gauge("relevance_ready", "1 when /readyz answers 200 (model loaded, store answering, the "
+                           "served version indexed).", registry=r)
+        # --- reliability: admission control and the version switch ---------------------------------------
+        self.shed = Counter("relevance_shed_total", "Requests refused by admission control (429 + Retry-After), "
+                            "by reason (queue_full, queue_timeout).", ["reason"], registry=r)
+        self.abandoned = Counter("relevance_abandoned_total", "Requests whose client left before the answer, by "
+                                 "stage (queued: never run; running: cancelled).", ["stage"], registry=r)
+        self.in_flight = Gauge("relevance_requests_in_flight", "Scoring requests being processed.", registry=r)
+        self.queued = Gauge("relevance_requests_queued", "Scoring requests waiting for admission.", registry=r)
+        self.version_switches = Counter("relevance_version_switches_total", "Switches to the version the store "
+                                        "marks active, by outcome (ok, failed).", ["outcome"], registry=r)
+        for reason in ("queue_full", "queue_timeout"):
+            self.shed.labels(reason)
+        for stage in ("queued", "running"):
+            self.abandoned.labels(stage)
+        for outcome in ("ok", "failed"):
+            self.version_switches.labels(outcome)
+        for operation in ("get", "put"):  # so that error-rate queries and alerts have a series before any error
+            self.store_errors.labels(operation)
         for stage in STAGES:
             self.stage.labels(stage)
         for result in ("hit", "miss"):

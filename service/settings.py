@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------------------------
     model_repository: Path = Field(REPO_ROOT / "model_repository", description="Triton-layout model repository.")
     model_name: str = Field("colbert", description="ColBERT model in the repository.")
-    model_version: int | None = Field(None, description="Version to serve; default the highest present.")
+    model_version: int | None = Field(None, description="Version to serve (pinned); default the version the store "
+                                      "marks active, else the highest present.")
     backend: Literal["onnxruntime", "triton"] = Field(
         "onnxruntime", description="Run the encoder in-process (ONNX Runtime) or on a Triton server.")
     onnx_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = all cores).")
@@ -74,6 +75,38 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP bind address.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     grpc_port: int | None = Field(50051, ge=0, le=65535, description="gRPC port (None disables gRPC; 0 = any).")
+
+    # --- reliability: admission control, timeouts, store durability, metrics exposure, version switch ---------
+    max_concurrent_requests: int = Field(
+        4, ge=1, description="Scoring requests (/v1/score, /v1/rerank, PUT /v1/items) processed at once; more wait "
+                             "in the admission queue.")
+    max_queued_requests: int = Field(
+        32, ge=0, description="Scoring requests waiting for a slot; one more is refused at once with 429 + "
+                              "Retry-After.")
+    max_queue_wait_ms: float = Field(
+        50.0, ge=0.0, description="Longest wait for a slot (ms): a request that would wait longer (the requests "
+                                  "ahead of it times the recent service time) is refused at once with 429 + "
+                                  "Retry-After, one still waiting then gets the same.")
+    request_read_timeout_s: float = Field(
+        10.0, gt=0, description="Time a client has to send the request headers, and then its body, before the "
+                                "connection is closed (408 for a body).")
+    max_connections: int = Field(
+        2048, ge=1, description="Open HTTP connections at most (uvicorn limit_concurrency): beyond it new requests "
+                                "get 503 at once.")
+    keep_alive_s: float = Field(5.0, gt=0, description="How long an idle keep-alive connection is kept open.")
+    store_sync: Literal["full", "normal", "off"] = Field(
+        "full", description="Local store: durability of each acknowledged write (SQLite WAL journal synchronous "
+                            "mode). full = fsync per write (survives power loss), normal = survives a crash or "
+                            "SIGKILL of the gateway but not of the machine, off = leaves it to the OS.")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve /metrics on this port (no API key, like Triton's :8002) instead "
+                                          "of the HTTP port; None = on the HTTP port.")
+    metrics_require_key: bool = Field(
+        True, description="With API keys set, /metrics on the HTTP port requires a key too.")
+    active_poll_s: float = Field(
+        2.0, ge=0.0, description="How often the store's active pointer is read; when it moves to another version "
+                                 "the gateway loads it and switches (0 = never; a pinned model_version never "
+                                 "switches).")
 
     @property
     def store_kind(self) -> Literal["local", "redis"]:

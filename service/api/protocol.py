@@ -5,10 +5,34 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
-NonBlank = Annotated[str, StringConstraints(min_length=1)]
-ItemId = str | int
+
+def _unicode(value: str) -> str:
+    """Text must be encodable as UTF-8: JSON admits escaped lone surrogates (``"\\ud800"``), the tokenizer and
+    every response encoder do not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate such as \\ud800)") from None
+    return value
+
+
+# strict: the API promises JSON strings, integers and booleans, and coerces none into another (no "yes" for true,
+# no true for an id)
+Text = Annotated[str, Strict(), AfterValidator(_unicode)]
+NonBlank = Annotated[Text, StringConstraints(min_length=1)]
+ItemId = Text | StrictInt
 
 
 def _not_blank(value: str) -> str:
@@ -23,13 +47,13 @@ class _Strict(BaseModel):
 
 class ScoreItem(_Strict):
     id: ItemId = Field(description="The item's id in the catalogue (the store key).")
-    title: str | None = Field(None, description="Product title, used when the item is not in the store.")
+    title: Text | None = Field(None, description="Product title, used when the item is not in the store.")
 
 
 class ScoreRequest(_Strict):
     query: NonBlank = Field(description="The search query.")
     items: list[ScoreItem] = Field(min_length=1, description="Items to score, in the order results are wanted.")
-    evidence: bool = Field(False, description="Per item, each query token's best-matching title token.")
+    evidence: StrictBool = Field(False, description="Per item, each query token's best-matching title token.")
 
     _query = field_validator("query")(_not_blank)
 
@@ -68,9 +92,9 @@ class RerankRequest(BaseModel):
 
     query: NonBlank
     documents: list[NonBlank | RerankDocument] = Field(min_length=1)
-    top_n: int | None = Field(None, ge=1)
-    return_documents: bool = False
-    model: str | None = None
+    top_n: StrictInt | None = Field(None, ge=1)
+    return_documents: StrictBool = False
+    model: Text | None = None
 
     _query = field_validator("query")(_not_blank)
 

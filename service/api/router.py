@@ -30,9 +30,13 @@ from service.settings import Settings
 from service.store import StoreError
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body could not be read as JSON text (e.g. not UTF-8)."},
     401: {"model": Problem, "description": "Missing API key."},
     403: {"model": Problem, "description": "Unknown API key."},
+    408: {"model": Problem, "description": "The request body did not arrive within the read timeout."},
     413: {"model": Problem, "description": "Request body too large."},
+    429: {"model": Problem, "description": "Shed by admission control (too many requests in flight or queued); "
+                                           "retry after the Retry-After header."},
     503: {"model": Problem, "description": "Overloaded or not ready; retry after the Retry-After header."},
 }
 
@@ -197,21 +201,30 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@ops.get("/readyz", responses={503: {"description": "Model or store not ready."}})
+@ops.get("/readyz", responses={503: {"description": "Model or store not ready, or the served version has no "
+                                                   "index."}})
 async def readyz(request: Request, response: Response) -> dict[str, Any]:
-    """Readiness: the model is loaded and the store answers."""
-    engine: ScoringEngine | None = getattr(request.app.state, "engine", None)
-    if engine is None:
+    """Readiness: the model is loaded, the store answers and the served version is indexed (when a version was
+    activated). ``relevance_ready`` reports the same."""
+    serving = getattr(request.app.state, "serving", None)
+    ready, body = serving.readiness() if serving is not None else (False, {"status": "loading"})
+    if not ready:
         response.status_code = 503
-        return {"status": "loading"}
-    store_ok = engine.store.ping()
-    if not store_ok:
-        response.status_code = 503
-    return {"status": "ready" if store_ok else "store unavailable", "model_version": engine.model_version,
-            "store": type(engine.store).__name__, "store_ok": store_ok}
+    return body
 
 
-@ops.get("/metrics", response_class=PlainTextResponse)
+def metrics_access(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """/metrics on the HTTP port: 404 when the metrics have their own port, else the API key when keys are set
+    (unless ``metrics_require_key`` is off)."""
+    if settings.metrics_port is not None:
+        raise HTTPException(404, f"metrics are served on port {settings.metrics_port}")
+    if settings.metrics_require_key:
+        require_api_key(request, settings)
+
+
+@ops.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_access)],
+         responses={k: ERRORS[k] for k in (401, 403)} | {404: {"model": Problem, "description": "The metrics are "
+                                                              "served on their own port (metrics_port)."}})
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -90,6 +90,7 @@ class ScoringEngine:
                                      meta.item_marker_id) if i is not None}
         self._write_backs: set[asyncio.Task[None]] = set()
         self._store_in_process = bool(getattr(store, "in_process", False))
+        self.in_flight = 0  # score and upsert calls running (a retired engine stops when none is left)
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -209,6 +210,13 @@ class ScoringEngine:
 
     async def upsert(self, items: Sequence[ItemInput]) -> int:
         """Encode titles and write them to the store (raises StoreError)."""
+        self.in_flight += 1
+        try:
+            return await self._upsert(items)
+        finally:
+            self.in_flight -= 1
+
+    async def _upsert(self, items: Sequence[ItemInput]) -> int:
         tokens = await self.encode_titles([item.title or "" for item in items])
         payload = {item.id: t for item, t in zip(items, tokens, strict=True)}
         try:
@@ -222,6 +230,14 @@ class ScoringEngine:
     async def score(self, query: str, items: Sequence[ItemInput], *, evidence: bool = False,
                     use_store: bool = True) -> ScoreOutcome:
         """Scores in ``items`` order; ``use_store=False`` encodes every item from its title (rerank)."""
+        self.in_flight += 1
+        try:
+            return await self._score(query, items, evidence=evidence, use_store=use_store)
+        finally:
+            self.in_flight -= 1
+
+    async def _score(self, query: str, items: Sequence[ItemInput], *, evidence: bool, use_store: bool,
+                     ) -> ScoreOutcome:
         started = time.perf_counter()
         query_task = asyncio.ensure_future(self.query_tokens(query))
         await asyncio.sleep(0)  # let the query reach the encoder before an in-process store read runs

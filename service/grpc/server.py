@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -17,8 +18,8 @@ from service.settings import Settings
 
 
 class RelevanceService(pb_grpc.RelevanceServicer):
-    def __init__(self, engine: ScoringEngine, settings: Settings, metrics: Metrics) -> None:
-        self.engine = engine
+    def __init__(self, engine: Callable[[], ScoringEngine | None], settings: Settings, metrics: Metrics) -> None:
+        self.engine = engine  # the engine serving now (it changes when the active version switches)
         self.settings = settings
         self.metrics = metrics
 
@@ -68,12 +69,17 @@ class RelevanceService(pb_grpc.RelevanceServicer):
                 code = grpc.StatusCode.INVALID_ARGUMENT
                 await context.abort(code, problem)
             items = [ItemInput(it.id, it.title if it.HasField("title") else None) for it in request.items]
+            engine = self.engine()
+            if engine is None:
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, "the model is not loaded")
+            assert engine is not None
             try:
-                outcome = await self.engine.score(request.query, items, evidence=request.evidence)
+                outcome = await engine.score(request.query, items, evidence=request.evidence)
             except Overloaded as exc:
                 code = grpc.StatusCode.RESOURCE_EXHAUSTED
                 await context.abort(code, str(exc))
-            response = pb.ScoreResponse(model_version=self.engine.model_version, timings_ms=outcome.timings_ms)
+            response = pb.ScoreResponse(model_version=engine.model_version, timings_ms=outcome.timings_ms)
             threshold = self.settings.good_threshold
             for result in outcome.items:
                 scored = response.scores.add(id=result.id, source=result.source or "", error=result.error or "")
@@ -100,8 +106,12 @@ class GrpcServer:
         await self.server.stop(grace=2.0)
 
 
-async def start_grpc(engine: ScoringEngine, settings: Settings, metrics: Metrics) -> GrpcServer:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes)])
+async def start_grpc(engine: Callable[[], ScoringEngine | None], settings: Settings, metrics: Metrics,
+                     ) -> GrpcServer:
+    """The gRPC server on ``settings.grpc_port``; admission control as for HTTP: calls beyond the concurrent and
+    queued bounds are refused with RESOURCE_EXHAUSTED."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes)],
+                             maximum_concurrent_rpcs=settings.max_concurrent_requests + settings.max_queued_requests)
     pb_grpc.add_RelevanceServicer_to_server(RelevanceService(engine, settings, metrics), server)
     port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port or 0}")
     await server.start()

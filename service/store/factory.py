@@ -20,4 +20,17 @@ def open_store(settings: Settings, model_version: str, dim: int) -> ItemStore:
         return RedisItemStore(settings.redis_url, settings.namespace, model_version, fallback)
     from service.store.local import LocalItemStore
 
-    return LocalItemStore(settings.store_dir, model_version, fallback)
+    return LocalItemStore(settings.store_dir, model_version, fallback, sync=settings.store_sync)
+
+
+def read_active(settings: Settings) -> str | None:
+    """The model version the configured store marks active (``relevance index`` moves it), None when none is."""
+    if settings.store_kind == "redis":
+        from service.store.redis import active_version as redis_active
+
+        if not settings.redis_url:
+            raise ValueError("store=redis needs RELEVANCE_REDIS_URL (or REDIS_URL)")
+        return redis_active(settings.redis_url, settings.namespace)
+    from service.store.local import active_version as local_active
+
+    return local_active(settings.store_dir)

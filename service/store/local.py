@@ -13,11 +13,15 @@ Layout under the store directory (``data/index/`` by default)::
         codes.npy                       (tokens, code_size) uint8
         masks.npy                       (tokens,) bool
         token_ids.npy                   (tokens,) int32
+      journal.sqlite                    items written since the last flush (SQLite, WAL mode), and their codec
 
 Generations are immutable and opened read-only with ``np.load(mmap_mode="r")``. :meth:`LocalItemStore.put_many`
-writes into the overlay; :meth:`LocalItemStore.flush` merges the latest generation and the overlay into a new
-generation directory and then replaces ``current`` with one ``os.replace`` of a temporary symlink, so a reader
-opens either the old or the new generation, never a half-written one. Flushes of one version are serialised by
+commits the items to the journal before it returns (durable: an acknowledged write survives a crash or SIGKILL of
+the process; with ``sync="full"`` also a power loss) and adds them to the in-memory overlay that reads consult, so
+reads never touch the journal. Opening a store loads its journal into the overlay. :meth:`LocalItemStore.flush`
+merges the latest generation and the journal into a new generation directory, replaces ``current`` with one
+``os.replace`` of a temporary symlink, so a reader opens either the old or the new generation, never a
+half-written one, and then deletes the flushed rows from the journal. Flushes of one version are serialised by
 an exclusive lock file (``.lock``), also across processes; the generation before the new one is kept for readers
 still opening it, older ones are removed.
 """
@@ -28,12 +32,14 @@ import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -43,6 +49,8 @@ from service.store.codec import PackedItems, TokenCodec
 FORMAT = 1
 CURRENT = "current"
 ACTIVE = "active"
+JOURNAL = "journal.sqlite"
+Sync = Literal["full", "normal", "off"]
 _GENERATION_PREFIX = "gen-"
 _ROWS_PER_COPY = 4096
 
@@ -118,23 +126,83 @@ class _Generation:
                            self.offsets[rows_array + 1] - self.offsets[rows_array])
 
 
+class _Journal:
+    """The write-ahead journal of one version: SQLite in WAL mode, one transaction per ``put_many``. ``sync`` is
+    SQLite's ``synchronous``: full fsyncs the WAL at every commit, normal leaves the last commits to the OS page
+    cache (safe from a process crash, not from a power loss), off never fsyncs."""
+
+    def __init__(self, path: Path, sync: Sync) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={sync.upper()}")
+            self.db.execute("CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                            "id TEXT NOT NULL UNIQUE, blob BLOB NOT NULL)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the journal: {exc}") from None
+
+    def read(self) -> tuple[dict[str, bytes], int, bytes | None]:
+        """The journaled items, the last sequence number among them, and the codec they were written with."""
+        try:
+            rows = self.db.execute("SELECT seq, id, blob FROM items ORDER BY seq").fetchall()
+            codec = self.db.execute("SELECT value FROM meta WHERE key = 'codec'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read the journal: {exc}") from None
+        return ({item_id: bytes(blob) for _, item_id, blob in rows}, rows[-1][0] if rows else 0,
+                None if codec is None else bytes(codec[0]))
+
+    def write(self, blobs: Mapping[str, bytes], codec: bytes) -> None:
+        """Commit ``blobs`` (and the codec, when the journal has none): on disk when this returns."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('codec', ?)", (codec,))
+                self.db.executemany("INSERT OR REPLACE INTO items (id, blob) VALUES (?, ?)", blobs.items())
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot journal {len(blobs)} items: {exc}") from None
+
+    def trim(self, last: int) -> None:
+        """Delete the rows up to sequence number ``last`` (flushed into a generation)."""
+        try:
+            self.db.execute("DELETE FROM items WHERE seq <= ?", (last,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot trim the journal: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class LocalItemStore:
     """Items of one model version in ``<directory>/<model version>/`` (see the module docstring)."""
 
     in_process = True  # reads are memory reads: the gateway calls them on its event loop
 
     def __init__(self, directory: str | os.PathLike[str], model_version: str, codec: TokenCodec | None = None,
-                 ) -> None:
+                 *, sync: Sync = "full") -> None:
         _check_version_label(model_version)
         self.directory = Path(directory)
         self.model_version = model_version
         self.version_dir = self.directory / model_version
+        self.sync = sync
         self._codec = codec  # to write with while no generation exists
         self._overlay: dict[str, bytes] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the generation and the overlay, as one pair
+        self._write_lock = threading.Lock()  # journal and overlay writes, in one order
         self._closed = False
         self._generation: _Generation | None = None
+        self._journal: _Journal | None = None
         self.reload()
+        if (self.version_dir / JOURNAL).is_file():  # writes acknowledged before a crash or a stop without flush
+            overlay, _, codec_bytes = self._open_journal().read()
+            if codec_bytes is not None and self._generation is None:
+                self._codec = TokenCodec.from_bytes(codec_bytes)
+            self._overlay = overlay
 
     def __repr__(self) -> str:
         return f"LocalItemStore({str(self.directory)!r}, model_version={self.model_version!r})"
@@ -222,14 +290,28 @@ class LocalItemStore:
         batches = [codec.decode_batch(packed) for _, packed in parts]
         return ItemBatch.concat(batches, codec.dim), [slot for slots, _ in parts for slot in slots]
 
+    def _open_journal(self) -> _Journal:
+        if self._journal is None:
+            try:
+                self.version_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.version_dir}: cannot create the journal: {exc}") from None
+            self._journal = _Journal(self.version_dir / JOURNAL, self.sync)
+        return self._journal
+
     def put_many(self, items: Mapping[str, ItemTokens]) -> None:
-        """Insert or replace ``items`` in the in-memory overlay (readable at once, on disk after :meth:`flush`)."""
+        """Insert or replace ``items``: committed to the journal (durable) when this returns, readable at once
+        from the in-memory overlay, folded into a generation by :meth:`flush`."""
         codec = self.stored_codec()
         if codec is None:
             raise StoreError(f"{self.version_dir}: no index and no codec given to write with")
-        blobs = codec.encode_items(list(items.values()))
-        with self._lock:
-            self._overlay.update(zip(items, blobs, strict=True))
+        if not items:
+            return
+        blobs = dict(zip(items, codec.encode_items(list(items.values())), strict=True))
+        with self._write_lock:
+            self._open_journal().write(blobs, codec.to_bytes())
+            with self._lock:
+                self._overlay.update(blobs)
 
     def missing(self, ids: Sequence[str]) -> list[str]:
         """The ids of ``ids`` neither in the generation being read nor in the overlay."""
@@ -261,11 +343,13 @@ class LocalItemStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def flush(self) -> Path | None:
-        """Persist the overlay as a new generation (the latest generation on disk merged with it, overlay items
-        replacing stored ones) and switch ``current`` to it; returns its directory, None when nothing was pending.
-        """
-        with self._lock:
-            snapshot = dict(self._overlay)
+        """Fold the journal into a new generation (the latest generation on disk merged with it, journaled items
+        replacing stored ones), switch ``current`` to it and trim the journal; returns the generation's directory,
+        None when nothing was pending."""
+        if self._journal is None and not (self.version_dir / JOURNAL).is_file():
+            return None
+        with self._write_lock:
+            snapshot, last, _ = self._open_journal().read()
         if not snapshot:
             return None
         try:
@@ -280,8 +364,10 @@ class LocalItemStore:
                 self._prune(keep={path.name} | (set() if base is None else {base.path.name}))
         except OSError as exc:
             raise StoreError(f"{self.version_dir}: cannot write a new index generation: {exc}") from None
-        with self._lock:  # items written again during the flush stay pending
-            self._overlay = {k: blob for k, blob in self._overlay.items() if snapshot.get(k) is not blob}
+        with self._write_lock:  # items written again during the flush stay pending (a later sequence number)
+            self._open_journal().trim(last)
+            with self._lock:
+                self._overlay = {k: blob for k, blob in self._overlay.items() if snapshot.get(k) != blob}
         return path
 
     def _new_generation_dir(self) -> Path:
@@ -346,11 +432,14 @@ class LocalItemStore:
             raise StoreError(f"{self.directory}: cannot activate {self.model_version}: {exc}") from None
 
     def close(self) -> None:
-        """Release the memory maps. Pending overlay items are dropped: :meth:`flush` first to keep them."""
-        with self._lock:
+        """Release the memory maps and the journal (pending items stay journaled: the next open reads them)."""
+        with self._write_lock, self._lock:
             self._closed = True
             self._generation = None
             self._overlay = {}
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
 
 def _fsync(path: Path) -> None:

@@ -3,13 +3,16 @@
 Keys (``<model version>`` is :attr:`service.model_repository.ModelVersion.label`, e.g. ``colbert:1``)::
 
     <namespace>:<model version>:<item id>     the item's bytes (see :mod:`service.store.codec`)
-    <namespace>:<model version>:__codec__     the codec its items were encoded with
-    <namespace>:<model version>:__ids__       a set of the item ids (count, and resume in the indexer)
+    <namespace>:<model version>#codec         the codec its items were encoded with
+    <namespace>:<model version>#ids           a set of the item ids (count, and resume in the indexer)
     <namespace>:active                        the model version whose index is complete (see activate)
 
-The first MGET of a store also fetches the codec, so every ``get_many`` is one round trip. Items are written
-with the stored codec; a codec given at construction (or to :meth:`RedisItemStore.set_codec`) is stored
-(SET NX) when the version has none yet, and the stored one wins when another writer got there first.
+Every item key has a ``:`` after the model version and no metadata key does, so no item id (``__codec__``
+included) can name a metadata key. The first MGET of a store also fetches the codec, so every ``get_many`` is one
+round trip. Items are written with the stored codec; a codec given at construction (or to
+:meth:`RedisItemStore.set_codec`) is stored (SET NX) when the version has none yet, and the stored one wins when
+another writer got there first. Every write pipeline sets the codec again (SET NX) beside the items and adds
+their ids to the set, so a Redis that restarted empty gets its metadata back with the first write.
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ from redis.retry import Retry
 from service.store import ItemBatch, ItemTokens, StoreError
 from service.store.codec import TokenCodec
 
-CODEC_KEY = "__codec__"
-IDS_KEY = "__ids__"
-RESERVED_IDS = frozenset({CODEC_KEY, IDS_KEY})
+CODEC_SUFFIX = "#codec"
+IDS_SUFFIX = "#ids"
 _IDS_PER_CHECK = 4096
 
 
@@ -76,8 +78,8 @@ class RedisItemStore:
         self.model_version = model_version
         self.chunk_size = chunk_size
         self._prefix = f"{namespace}:{model_version}:"
-        self._codec_key = self._prefix + CODEC_KEY
-        self._ids_key = self._prefix + IDS_KEY
+        self._codec_key = f"{namespace}:{model_version}{CODEC_SUFFIX}"
+        self._ids_key = f"{namespace}:{model_version}{IDS_SUFFIX}"
         self._initial_codec = codec
         self._codec: TokenCodec | None = None  # the stored codec, once read
         self._client = connect(url, timeout_s=timeout_s)
@@ -152,19 +154,19 @@ class RedisItemStore:
         return self.set_codec(self._initial_codec)
 
     def put_many(self, items: Mapping[str, ItemTokens]) -> None:
-        """Insert or replace ``items``: one pipeline of MSET + SADD per ``chunk_size`` items."""
-        reserved = RESERVED_IDS.intersection(items)
-        if reserved:
-            raise ValueError(f"item ids {sorted(reserved)} are reserved by the store")
+        """Insert or replace ``items``: one pipeline of SET NX of the codec + MSET + SADD per ``chunk_size`` items
+        (the metadata travels with every batch: a Redis restarted empty gets it back)."""
         if not items:
             return
         codec = self._writing_codec()
+        codec_bytes = codec.to_bytes()
         ids = list(items)
         try:
             for begin in range(0, len(ids), self.chunk_size):
                 chunk = ids[begin : begin + self.chunk_size]
                 blobs = codec.encode_items([items[i] for i in chunk])
                 pipe = self._client.pipeline(transaction=False)
+                pipe.set(self._codec_key, codec_bytes, nx=True)
                 pipe.mset({self.key(i): blob for i, blob in zip(chunk, blobs, strict=True)})
                 pipe.sadd(self._ids_key, *chunk)
                 pipe.execute()

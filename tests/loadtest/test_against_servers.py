@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from loadtest.openloop import Target, load_workload, run_open_loop, summarise
+from loadtest.openloop import Target, Workload, load_workload, run_open_loop, summarise
 from relevance.cli import app
 from tests.loadtest.conftest import CATALOGUE, ServerThread, StallServer
 from tests.ports import free_port
@@ -56,6 +56,19 @@ def test_the_concurrency_bound_counts_late_and_dropped_sends(stall_server: tuple
     assert summary["late_sends"] > 0 and summary["dropped"] > 0
     assert summary["errors"] == summary["dropped"] + summary["timeouts"]
     assert len(app.arrivals) <= summary["sent"] < summary["scheduled"]
+
+
+def test_a_200_whose_items_all_failed_is_a_failure(gateway: ServerThread) -> None:
+    """Ids the store does not hold and no titles: the gateway answers 200 with an error per item; the load test
+    counts those answers as failures, and a 200 with scores as a success."""
+    unknown = Workload(["angle bracket"], [(f"nobody-{k}", "unused") for k in range(4)])
+    record = run_open_loop(Target(gateway.url), unknown, rate=20.0, duration=0.5, items=4, concurrency=4)
+    summary = summarise(record)
+    assert summary["statuses"] == {} and summary["items_failed"] == summary["scheduled"] == 10
+    assert summary["ok"] == 0 and summary["error_rate"] == 1.0
+    known = Workload(["angle bracket"], list(CATALOGUE.items()))
+    summary = summarise(run_open_loop(Target(gateway.url), known, rate=20.0, duration=0.5, items=4, concurrency=4))
+    assert summary["ok"] == summary["scheduled"] and summary["items_failed"] == 0
 
 
 def _cli(*args: str) -> tuple[int, str]:

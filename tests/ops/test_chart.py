@@ -2,8 +2,9 @@
 for the default values and for non-default ones, every manifest validated against the Kubernetes JSON schemas
 of kubernetes-validate (strict: unknown fields fail), and the wiring between the components asserted.
 
-ServiceMonitor (monitoring.coreos.com/v1) is a CRD that kubernetes-validate has no schema for: it is checked
-explicitly instead (selector matches a rendered Service, endpoints name that Service's ports, /metrics)."""
+ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1) are CRDs that kubernetes-validate has no schema for:
+they are checked explicitly instead (the selector matches a rendered Service, endpoints name that Service's ports,
+/metrics; the rule groups are those of helm/relevance/alerts/*.rules.yaml)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ FULL = {  # every optional component on, with the non-default wiring
     "vllm": {"enabled": True},
     "redis": {"external": {"url": "redis://redis.shared:6379/2"}},
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "gateway": {"autoscaling": {"requestRate": {"enabled": True}}, "apiKeys": {"existingSecret": "gateway-keys"},
                 "settings": {"max_body_bytes": 4194304, "model_version": 1}},
     "teacher": {"apiKey": {"existingSecret": "teacher-key"}},
@@ -117,6 +119,17 @@ def check_service_monitor(monitor: Manifest, manifests: list[Manifest]) -> None:
         assert re.fullmatch(r"\d+(ms|s|m|h)", endpoint["scrapeTimeout"])
 
 
+def check_prometheus_rule(rule: Manifest) -> None:
+    """The explicit structure check of a PrometheusRule: exactly the groups of the chart's alerts/*.rules.yaml."""
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(rule["spec"]) == {"groups"}
+    files = sorted((CHART / "alerts").glob("*.rules.yaml"))
+    assert files and rule["spec"]["groups"] == [g for f in files for g in yaml.safe_load(f.read_text())["groups"]]
+    for group in rule["spec"]["groups"]:
+        assert group["rules"] and all(set(r) <= {"alert", "expr", "for", "labels", "annotations"}
+                                      for r in group["rules"])
+
+
 def pod_specs(manifests: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
     for m in manifests:
         if m["kind"] == "Deployment":
@@ -134,6 +147,9 @@ def test_every_manifest_validates(scenario: tuple[str, list[Manifest]], kube_ver
         if manifest["kind"] == "ServiceMonitor":
             check_service_monitor(manifest, manifests)
             continue
+        if manifest["kind"] == "PrometheusRule":
+            check_prometheus_rule(manifest)
+            continue
         try:
             kubernetes_validate.validate(manifest, kube_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -150,7 +166,7 @@ def test_the_expected_objects(scenario: tuple[str, list[Manifest]]) -> None:
         "default": [*gateway, "ConfigMap/-dashboard", "Deployment/-redis", "HorizontalPodAutoscaler/-gateway",
                     "Service/-redis"],
         "full": [*gateway, "ConfigMap/-dashboard", "Deployment/-triton", "Deployment/-vllm",
-                 "HorizontalPodAutoscaler/-gateway", "Service/-triton", "Service/-vllm",
+                 "HorizontalPodAutoscaler/-gateway", "Service/-triton", "Service/-vllm", "PrometheusRule/-alerts",
                  "ServiceMonitor/-gateway", "ServiceMonitor/-triton", "ServiceMonitor/-vllm"],
         "local-store": [*gateway, "Deployment/-triton", "Service/-triton"],
         "request-rate-only": [*gateway, "ConfigMap/-dashboard", "HorizontalPodAutoscaler/-gateway"],
@@ -176,9 +192,11 @@ def test_gateway_probes_ports_and_security(scenario: tuple[str, list[Manifest]])
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert gateway["startupProbe"]["httpGet"]["path"] == "/healthz"
     defaults = (Settings.model_fields["port"].default, Settings.model_fields["grpc_port"].default)
-    assert ports(gateway) == {"http": defaults[0], "grpc": defaults[1]}
+    metrics_port = 8002  # the chart serves /metrics on its own port (RELEVANCE_METRICS_PORT), as Triton does
+    assert ports(gateway) == {"http": defaults[0], "grpc": defaults[1], "metrics": metrics_port}
+    assert literal_env(gateway)["RELEVANCE_METRICS_PORT"] == str(metrics_port)
     service = find(manifests, "Service", f"{PREFIX}-gateway")
-    assert ports(service["spec"]) == {"http": defaults[0], "grpc": defaults[1]}
+    assert ports(service["spec"]) == {"http": defaults[0], "grpc": defaults[1], "metrics": metrics_port}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == IMAGE_UID
     assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
@@ -268,11 +286,16 @@ def test_full_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [m["type"] for m in metrics] == ["Resource", "Pods"]
     assert metrics[1]["pods"] == {"metric": {"name": "relevance_http_requests_per_second"},
                                   "target": {"type": "AverageValue", "averageValue": "200"}}
-    # ServiceMonitors: the gateway's /metrics, Triton's 8002, vLLM's /metrics, with the Prometheus release label
+    # ServiceMonitors: the gateway's metrics port (no API key needed there: API keys are set here), Triton's 8002,
+    # vLLM's /metrics, with the Prometheus release label
     monitors = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "ServiceMonitor"}
     assert {name: m["spec"]["endpoints"][0]["port"] for name, m in monitors.items()} == {
-        f"{PREFIX}-gateway": "http", f"{PREFIX}-triton": "metrics", f"{PREFIX}-vllm": "http"}
+        f"{PREFIX}-gateway": "metrics", f"{PREFIX}-triton": "metrics", f"{PREFIX}-vllm": "http"}
     assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors.values())
+    assert settings.metrics_port == 8002
+    rule = find(manifests, "PrometheusRule", f"{PREFIX}-alerts")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert "relevance-slo" in [group["name"] for group in rule["spec"]["groups"]]
 
 
 def test_local_store_wiring(monkeypatch: pytest.MonkeyPatch) -> None:

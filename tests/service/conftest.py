@@ -27,11 +27,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    def start(cls, timeout_s: float = 10.0) -> RedisServer:
+    def start(cls, timeout_s: float = 10.0, port: int | None = None) -> RedisServer:
         if REDIS_BINARY is None:
             pytest.skip("redis-server is not installed (e.g. apt-get install redis-server); the Redis store tests "
                         "run against a real server")
-        port = free_port()
+        port = port or free_port()
         process = subprocess.Popen([REDIS_BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                     "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         server = cls(process, port)
@@ -53,6 +53,14 @@ class RedisServer:
                     time.sleep(0.05)
         finally:
             client.close()
+
+    def restart_empty(self) -> None:
+        """Kill the server (SIGKILL) and start a new, empty one on the same port (no persistence)."""
+        self.process.kill()
+        self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.process = RedisServer.start(port=self.port).process
 
     def stop(self) -> None:
         if self.process.poll() is None:

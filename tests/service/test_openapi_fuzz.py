@@ -1,6 +1,7 @@
 """schemathesis against the gateway's OpenAPI schema, over real HTTP (uvicorn in a thread, the tiny exported
 ColBERT, the local store): whatever a client sends, no 5xx — except the documented 503 of /v1/explain when no
-teacher is configured, which must carry Retry-After."""
+teacher is configured, which must carry Retry-After — and every status answered is one the schema documents for
+that operation."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def base_url(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFacto
 
 def _no_server_error(case: schemathesis.Case, base_url: str) -> None:
     response = case.call(base_url=base_url, timeout=30)
+    documented = set(case.operation.definition.raw["responses"])
+    assert str(response.status_code) in documented, (f"{case.operation.method} {case.operation.path}: "
+                                                      f"{response.status_code} not in {sorted(documented)}")
     if case.operation.path == "/v1/explain" and response.status_code == 503:
         assert "retry-after" in {k.lower() for k in response.headers}, response.text
         return

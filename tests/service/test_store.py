@@ -319,7 +319,7 @@ def test_redis_get_many_is_one_mget(redis_server: RedisServer) -> None:
             assert delta == {"mget": 1}
         assert sum(g is not None for g in got) == 50
         keys = {k.decode() for k in admin.keys("one-round-trip:*")}
-        assert "one-round-trip:colbert:1:p0" in keys and "one-round-trip:colbert:1:__codec__" in keys
+        assert "one-round-trip:colbert:1:p0" in keys and "one-round-trip:colbert:1#codec" in keys
     finally:
         admin.close()
         store.close()
@@ -327,10 +327,39 @@ def test_redis_get_many_is_one_mget(redis_server: RedisServer) -> None:
 
 
 def test_redis_ids_cannot_shadow_the_stores_own_keys(redis_server: RedisServer) -> None:
+    """Any id is an item, those that look like the store's own keys included; a fresh reader (codec not cached)
+    still finds the codec and every item."""
+    ids = ["__codec__", "__ids__", "#codec", "#ids", ":codec"]
     store = RedisItemStore(redis_server.url, "reserved", "colbert:1", SQ8)
-    with pytest.raises(ValueError, match="reserved"):
-        store.put_many({"__codec__": ITEMS["p0"]})
-    store.close()
+    store.put_many({item_id: ITEMS[f"p{k}"] for k, item_id in enumerate(ids)})
+    reader = RedisItemStore(redis_server.url, "reserved", "colbert:1")
+    try:
+        for k, got in enumerate(reader.get_many([*ids, "p0"])[:-1]):
+            assert_same(got, ITEMS[f"p{k}"], SQ8)
+        assert reader.count() == len(ids) and reader.stored_codec() == SQ8
+    finally:
+        store.close()
+        reader.close()
+
+
+def test_redis_restarted_empty_gets_its_metadata_back_with_the_next_write(
+        start_redis: Callable[[], RedisServer]) -> None:
+    """A writer that cached the codec writes it again with every batch: after Redis restarts empty, readers
+    started later find the codec and the id set for the items written since."""
+    server = start_redis()
+    writer = RedisItemStore(server.url, "restart", "colbert:1", SQ8)
+    writer.put_many({"p0": ITEMS["p0"]})
+    server.restart_empty()
+    writer.put_many({"p1": ITEMS["p1"]})
+    reader = RedisItemStore(server.url, "restart", "colbert:1")
+    try:
+        got = reader.get_many(["p0", "p1"])
+        assert got[0] is None
+        assert_same(got[1], ITEMS["p1"], SQ8)
+        assert reader.count() == 1 and reader.missing(["p0", "p1"]) == ["p0"]
+    finally:
+        writer.close()
+        reader.close()
 
 
 def test_redis_down_is_a_store_error() -> None:

@@ -1,0 +1,198 @@
+"""What the gateway serves, and the switch between model versions.
+
+The store's ``active`` pointer (``<store_dir>/active`` locally, ``<namespace>:active`` in Redis; ``relevance
+index`` moves it once a version's index is complete) names the version to serve, so the model and the item index
+always agree. Without a pinned ``model_version`` the gateway starts on the active version (the highest in the
+repository when nothing was ever activated), reads the pointer every ``active_poll_s`` and, when it moves, loads
+the new version beside the old one, switches new requests to it in one assignment and retires the old engine once
+its last request has finished: no request is dropped.
+
+Readiness (``/readyz`` and the ``relevance_ready`` gauge, from one function): the model is loaded, the store
+answers, and the served version has items whenever some version was activated (a version without an index would
+answer every stored id as unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from service.core.engine import ScoringEngine
+from service.core.models import ColBERTModel
+from service.metrics import Metrics
+from service.model_repository import ModelRepositoryError, ModelVersion, resolve_model
+from service.settings import Settings
+from service.store import ItemStore, StoreError
+from service.store.factory import open_store, read_active
+
+log = logging.getLogger("service")
+DRAIN_LIMIT_S = 60.0  # the longest a retired engine waits for its last requests
+
+
+def load_model(settings: Settings, version: ModelVersion) -> ColBERTModel:
+    """``version`` on the configured backend (ONNX Runtime in-process or Triton)."""
+    if settings.backend == "triton":
+        from service.backends.triton import TritonBackend
+
+        backend: Any = TritonBackend(settings.triton_url, version, protocol=settings.triton_protocol,
+                                     timeout_s=settings.triton_timeout_s)
+    else:
+        from service.backends.onnxruntime import OnnxRuntimeBackend
+
+        backend = OnnxRuntimeBackend(version.onnx_path, threads=settings.onnx_threads)
+    return ColBERTModel(version, backend)
+
+
+def version_of_label(settings: Settings, label: str) -> ModelVersion:
+    """The repository's version for an active label ``<model>:<version>``."""
+    name, _, number = label.rpartition(":")
+    if name != settings.model_name or not number.isdigit():
+        raise ModelRepositoryError(f"the active version {label!r} is not a version of {settings.model_name!r}")
+    return resolve_model(settings.model_repository, model=name, version=int(number))
+
+
+class Serving:
+    """The engine requests use (``current``), the active pointer last read, and the switch between versions.
+    ``store`` (tests) pins the engine to that store and its version."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, store: ItemStore | None = None,
+                 on_switch: Callable[[ScoringEngine | None], None] | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.fixed_store = store
+        self.on_switch = on_switch
+        self.current: ScoringEngine | None = None
+        self.active: str | None = None
+        self.pinned = settings.model_version is not None or store is not None
+        self._poller: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    # --- building and closing engines -----------------------------------------------------------------------
+    def _read_active(self) -> str | None:
+        try:
+            return read_active(self.settings)
+        except StoreError as exc:
+            log.warning("cannot read the active version: %s", exc)
+            return self.active
+
+    def _initial_version(self) -> ModelVersion:
+        s = self.settings
+        if not self.pinned and self.active is not None:
+            try:
+                return version_of_label(s, self.active)
+            except ModelRepositoryError as exc:
+                log.warning("serving the highest version instead of the active one: %s", exc)
+        return resolve_model(s.model_repository, model=s.model_name, version=s.model_version)
+
+    def _build(self, version: ModelVersion) -> ScoringEngine:
+        model = load_model(self.settings, version)
+        store = self.fixed_store if self.fixed_store is not None else open_store(
+            self.settings, version.label, model.meta.dim)
+        return ScoringEngine(model, store, self.settings, self.metrics)
+
+    def _publish(self, engine: ScoringEngine) -> None:
+        self.current = engine
+        meta = engine.model.meta
+        self.metrics.model.info({"model": engine.model.version.name, "version": str(engine.model.version.version),
+                                 "precision": meta.precision, "backend": self.settings.backend,
+                                 "store": type(engine.store).__name__})
+        if self.on_switch is not None:
+            self.on_switch(engine)
+
+    async def _close(self, engine: ScoringEngine) -> None:
+        await engine.stop()
+        close_backend = getattr(engine.model.backend, "close", None)
+        if callable(close_backend):
+            close_backend()
+        if self.fixed_store is None:
+            flush = getattr(engine.store, "flush", None)
+            if callable(flush):  # fold the items written at run time into the index (they are journaled already)
+                try:
+                    await asyncio.to_thread(flush)
+                except (StoreError, OSError):
+                    log.exception("could not persist the store's run-time items")
+            engine.store.close()
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+    async def start(self) -> ScoringEngine:
+        self.active = await asyncio.to_thread(self._read_active)
+        engine = await asyncio.to_thread(self._build, self._initial_version())
+        engine.start()
+        self._publish(engine)
+        if self.settings.active_poll_s > 0 and self.fixed_store is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="active-version")
+        return engine
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        engine, self.current = self.current, None
+        if self.on_switch is not None:
+            self.on_switch(None)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+        if engine is not None:
+            await self._close(engine)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.active_poll_s)
+            active = await asyncio.to_thread(self._read_active)
+            if active == self.active:
+                continue
+            self.active = active
+            engine = self.current
+            if self.pinned or active is None or engine is None or active == engine.model_version:
+                continue
+            await self.switch(active)
+
+    async def switch(self, label: str) -> bool:
+        """Serve ``label`` from now on; True when switched. The old engine finishes its requests first."""
+        try:
+            version = version_of_label(self.settings, label)
+            engine = await asyncio.to_thread(self._build, version)
+        except (ModelRepositoryError, StoreError, OSError, ValueError) as exc:
+            self.metrics.version_switches.labels("failed").inc()
+            log.error("cannot switch to the active version %s, still serving %s: %s", label,
+                      self.current.model_version if self.current else None, exc)
+            return False
+        engine.start()
+        old = self.current
+        self._publish(engine)
+        self.metrics.version_switches.labels("ok").inc()
+        log.info("switched to the active version %s", label)
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return True
+
+    async def _retire(self, engine: ScoringEngine) -> None:
+        deadline = time.monotonic() + DRAIN_LIMIT_S
+        while engine.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self._close(engine)
+
+    # --- readiness --------------------------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, the /readyz body)."""
+        engine = self.current
+        if engine is None:
+            return False, {"status": "loading"}
+        store_ok = engine.store.ping()
+        body: dict[str, Any] = {"model_version": engine.model_version, "active_version": self.active,
+                                "store": type(engine.store).__name__, "store_ok": store_ok}
+        if not store_ok:
+            return False, {"status": "store unavailable", **body}
+        if self.active is not None:
+            try:
+                indexed = engine.store.count() > 0
+            except StoreError:
+                return False, {"status": "store unavailable", **body, "store_ok": False}
+            if not indexed:
+                return False, {"status": f"no index for {engine.model_version}", **body}
+        return True, {"status": "ready", **body}

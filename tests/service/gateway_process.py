@@ -1,0 +1,92 @@
+"""The gateway as a real process (`relevance serve`, uvicorn with the project's server settings) on free ports,
+for the tests that kill it, hold connections open against it or need its own server configuration."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import REPO
+from tests.ports import free_port
+
+
+@dataclass
+class GatewayProcess:
+    """A `relevance serve` child process; ``url`` while it runs. ``settings`` are RELEVANCE_* values."""
+
+    settings: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> GatewayProcess:
+        """Start and wait until /healthz answers (the lifespan finished: model and store loaded)."""
+        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "RELEVANCE_TEACHER_LOCAL": "false",
+               "RELEVANCE_GRPC_PORT": str(free_port((self.port,))),
+               **{f"RELEVANCE_{k.upper()}": v for k, v in self.settings.items()}}
+        self.process = subprocess.Popen([sys.executable, "-m", "relevance.cli", "serve", "--port", str(self.port),
+                                         "--log-level", "warning"], env=env, cwd=REPO, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited with code {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the gateway did not answer /healthz within {timeout_s} s")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def local_settings(repository: Path, store_dir: Path, **extra: object) -> dict[str, str]:
+    """RELEVANCE_* values of a gateway on the local store."""
+    return {"model_repository": str(repository), "store": "local", "store_dir": str(store_dir),
+            **{k: str(v) for k, v in extra.items()}}
+
+
+def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """(the server closed the connection within ``seconds``, what it sent before closing)."""
+    sock.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+        return True, received
+    except TimeoutError:
+        return False, received
+    except ConnectionResetError:
+        return True, received
