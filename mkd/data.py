@@ -231,3 +231,12 @@ def load_catalogue(path: str | os.PathLike[str]) -> list[Product]:
             uid = row[uid_col].strip() if uid_col is not None else ""
             products.append(Product(uid or title_uid(title), title))
     return products
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes (data provenance in training records), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -14,7 +14,6 @@ permutation seeded by (seed, epoch), so a resumed epoch skips exactly the batche
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from transformers import PretrainedConfig
 
-from mkd.data import REPO_ROOT, Pair, load_pairs
+from mkd.data import REPO_ROOT, Pair, load_pairs, sha256_file
 from mkd.distill.losses import default_lambdas, mkd_loss
 from mkd.distill.teacher import build_examples, load_teacher
 from mkd.evaluation.metrics import compute_metrics
@@ -77,14 +76,6 @@ class TrainConfig:
 
     def resolved_lambdas(self) -> tuple[float, float, float]:
         return self.lambdas if self.lambdas is not None else default_lambdas(self.family)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_commit() -> str | None:

@@ -20,7 +20,6 @@ programmatic annotator, the paper's label-consistent selection).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mkd.data import REPO_ROOT, Pair
+from mkd.data import REPO_ROOT, Pair, sha256_file
 from mkd.teacher.annotate import pending_pairs
 from mkd.teacher.annotator import Annotator
 
@@ -97,10 +96,6 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, groups: Sequence[str],
     for fit_rows, held_rows in GroupKFold(n_splits=folds).split(features, labels, groups=list(groups)):
         scores[held_rows] = fit_combiner(features[fit_rows], labels[fit_rows])(features[held_rows])
     return scores
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
@@ -170,7 +165,7 @@ def fit_committee(members: Sequence[Member], valid_pairs: Path, pairs: Sequence[
         return {k: m[k] for k in ("roc_auc", "neg_pr_auc", "ndcg10")}
 
     record = {
-        "fitted_on": {"path": str(valid_pairs), "sha256": _sha256(valid_pairs), "rows": len(pairs)},
+        "fitted_on": {"path": str(valid_pairs), "sha256": sha256_file(valid_pairs), "rows": len(pairs)},
         "valid": {"members": {m.name: metrics(features[:, i]) for i, m in enumerate(members)},
                   "committee_out_of_fold": metrics(oof), "folds": 5},
         "seconds": round(time.time() - started, 1),

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mkd.distill.train import git_commit, sha256_file
+from mkd.data import sha256_file
+from mkd.distill.train import git_commit
 from mkd.teacher.local import END_OF_TURN, SMOLLM2, PrefixCache, load_base, pair_text, prefix_text
 
 IGNORE = -100
