@@ -55,6 +55,9 @@ def train(
     = True,
     layers: Annotated[int | None, typer.Option(
         min=1, help="Keep only the backbone's first N layers (a smaller, faster student).")] = None,
+    pool_sample: Annotated[int | None, typer.Option(
+        min=0, help="Use about N pairs of the teacher file's unlabeled pool, whole queries drawn with --seed "
+                    "(default: the whole pool).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     checkpoint_every: Annotated[int, typer.Option(
         min=0, help="Checkpoint into OUT/checkpoint every N steps and at each epoch's end (0: never).")] = 200,
@@ -80,7 +83,7 @@ def train(
                               epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, backbone=backbone,
                               head_lr=head_lr, temperature=temperature, seed=seed, graded_weight=graded_weight,
                               labelled_teacher=teacher_labelled, threads=threads, checkpoint_every=checkpoint_every,
-                              layers=layers,
+                              layers=layers, pool_sample=pool_sample,
                               resume=resume, show_progress=True)
     except (PairsFileError, TeacherFileError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None

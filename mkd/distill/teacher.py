@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ class JoinStats:
     duplicate_teacher_rows: int = 0
     excluded_held_out_query: int = 0
     excluded_labelled_elsewhere: int = 0
+    pool_queries_left_out: int = 0
 
 
 def _example(query: str, title: str, label: float | None, row: TeacherRow | None, stats: JoinStats, *,
@@ -128,16 +130,36 @@ def label_target(pair: Pair, graded_weight: float = 0.0) -> float:
     return (1.0 - graded_weight) * binary + graded_weight * graded
 
 
+def _sample_by_query(rows: list[TeacherRow], size: int, seed: int, stats: JoinStats) -> list[TeacherRow]:
+    """Whole queries, in an order seeded by ``seed``, until ``size`` rows are reached; rows keep their order."""
+    per_query: dict[str, int] = {}
+    for row in rows:
+        per_query[row.query] = per_query.get(row.query, 0) + 1
+    queries = sorted(per_query)
+    random.Random(seed).shuffle(queries)
+    kept: set[str] = set()
+    total = 0
+    for query in queries:
+        if total >= size:
+            stats.pool_queries_left_out += 1
+        else:
+            kept.add(query)
+            total += per_query[query]
+    return [row for row in rows if row.query in kept]
+
+
 def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRow] = (),
                    held_out_queries: Iterable[str] = (), *, graded_weight: float = 0.0,
-                   labelled_teacher: bool = True) -> tuple[list[PairExample], JoinStats]:
+                   labelled_teacher: bool = True, pool_sample: int | None = None,
+                   seed: int = 0) -> tuple[list[PairExample], JoinStats]:
     """Labelled examples (with their teacher row, if any), then the unlabeled pool of teacher-only rows.
 
     Teacher-only rows are left out when their query is held out (validation or test: training on their pseudo
     labels would leak) or when they carry a ``relevance`` (a labelled pair of another split). ``graded_weight``:
     see :func:`label_target`. With ``labelled_teacher`` False the teacher's scores for labelled pairs are not used
     (a teacher trained on those pairs is overconfident on them): its score then teaches through the pool only, while
-    its CoTs still serve every pair.
+    its CoTs still serve every pair. ``pool_sample`` N keeps about N pool pairs, drawn by query (whole queries in an
+    order seeded by ``seed`` until N pairs are reached), so a run can use part of a large pool.
     """
     stats = JoinStats()
     by_pair: dict[tuple[str, str], TeacherRow] = {}
@@ -155,12 +177,17 @@ def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRo
         stats.labelled += 1
         stats.labelled_with_teacher += row is not None
     held_out = set(held_out_queries)
-    for (query, title), row in by_pair.items():
+    pool: list[TeacherRow] = []
+    for (query, _), row in by_pair.items():
         if query in held_out:
             stats.excluded_held_out_query += 1
         elif row.relevance is not None:
             stats.excluded_labelled_elsewhere += 1
         else:
-            examples.append(_example(query, title, None, row, stats))
-            stats.pool += 1
+            pool.append(row)
+    if pool_sample is not None:
+        pool = _sample_by_query(pool, pool_sample, seed, stats)
+    for row in pool:
+        examples.append(_example(row.query, row.product_title, None, row, stats))
+        stats.pool += 1
     return examples, stats

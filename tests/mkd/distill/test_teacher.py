@@ -65,3 +65,17 @@ def test_teacher_scores_of_labelled_pairs_can_be_left_out_keeping_their_cots() -
     assert examples[0].teacher_p_good is None and examples[0].cot == example_cot()
     assert examples[0].label == pytest.approx(0.5 + 0.5 * (2.33 - 1) / 2)
     assert examples[1].teacher_p_good == 0.9 and examples[1].label is None
+
+
+def test_pool_sample_keeps_whole_queries_until_the_size_is_reached() -> None:
+    rows = [TeacherRow(f"query {q}", f"title {q}-{i}", None, 0.6, 0.4, 0.6) for q in range(10) for i in range(3)]
+    examples, stats = build_examples([], rows, pool_sample=7, seed=1)
+    queries = {e.query for e in examples}
+    assert len(examples) == 9 and len(queries) == 3 and stats.pool_queries_left_out == 7
+    assert all(sum(e.query == q for e in examples) == 3 for q in queries)
+    again, _ = build_examples([], rows, pool_sample=7, seed=1)
+    other, _ = build_examples([], rows, pool_sample=7, seed=2)
+    assert [e.title for e in again] == [e.title for e in examples]
+    assert {e.query for e in other} != queries
+    everything, stats = build_examples([], rows)
+    assert len(everything) == 30 and stats.pool_queries_left_out == 0
