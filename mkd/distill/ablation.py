@@ -62,7 +62,7 @@ def run_ablation(family: str, *, train_pairs: Path, valid_pairs: Path, test_pair
         report_path = directory / "test" / "report.json"
         if not report_path.is_file():
             record = run_training(family, train_pairs, valid_pairs, teacher if variant.teacher else None,
-                                  out_dir=directory, lambdas=variant.lambdas, **train_settings)
+                                  out_dir=directory, lambdas=variant.lambdas, resume=True, **train_settings)
             run_evaluation(test_pairs, str(directory / BEST_DIR), directory / "test")
             (directory / "variant.json").write_text(json.dumps({"variant": variant.name, "steps": record[
                 "total_steps"], "examples": record["examples"], "seconds": record["seconds"]}, indent=2) + "\n")

@@ -55,9 +55,12 @@ def train(
     = True,
     layers: Annotated[int | None, typer.Option(
         min=1, help="Keep only the backbone's first N layers (a smaller, faster student).")] = None,
+    train_sample: Annotated[int | None, typer.Option(
+        min=1, help="Use about N labelled train pairs, whole queries drawn with a fixed seed (default: all).")]
+    = None,
     pool_sample: Annotated[int | None, typer.Option(
-        min=0, help="Use about N pairs of the teacher file's unlabeled pool, whole queries drawn with --seed "
-                    "(default: the whole pool).")] = None,
+        min=0, help="Use about N pairs of the teacher file's unlabeled pool, whole queries drawn with a fixed "
+                    "seed (default: the whole pool).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     checkpoint_every: Annotated[int, typer.Option(
         min=0, help="Checkpoint into OUT/checkpoint every N steps and at each epoch's end (0: never).")] = 200,
@@ -83,7 +86,7 @@ def train(
                               epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, backbone=backbone,
                               head_lr=head_lr, temperature=temperature, seed=seed, graded_weight=graded_weight,
                               labelled_teacher=teacher_labelled, threads=threads, checkpoint_every=checkpoint_every,
-                              layers=layers, pool_sample=pool_sample,
+                              layers=layers, train_sample=train_sample, pool_sample=pool_sample,
                               resume=resume, show_progress=True)
     except (PairsFileError, TeacherFileError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
@@ -110,16 +113,25 @@ def ablate(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(min=0.0)] = 5e-5,
     seed: Annotated[int, typer.Option()] = 0,
+    teacher_labelled: Annotated[bool, typer.Option(
+        help="Distil the teacher's scores of labelled pairs too (see `relevance train`).")] = True,
+    train_sample: Annotated[int | None, typer.Option(min=1, help="About N labelled train pairs (by query).")]
+    = None,
+    pool_sample: Annotated[int | None, typer.Option(min=0, help="About N unlabeled pool pairs (by query).")]
+    = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
 ) -> None:
     """Paper Table 4 for one student: full MKD, w/o score, w/o CoT, w/o both, w/o MKD, trained alike and scored on
-    the test pairs. Resumable (finished variants are read back). Last line: the table as JSON."""
+    the test pairs. Resumable (finished variants are read back, a stopped one continues from its checkpoint).
+    Last line: the table as JSON."""
     from mkd.distill.ablation import markdown, run_ablation
     from mkd.distill.teacher import TeacherFileError
 
     try:
         table = run_ablation(student.value, train_pairs=train_pairs, valid_pairs=valid_pairs, test_pairs=test_pairs,
                              teacher=teacher, out=out, only=only, epochs=epochs, max_steps=max_steps,
-                             batch_size=batch_size, lr=lr, seed=seed)
+                             batch_size=batch_size, lr=lr, seed=seed, labelled_teacher=teacher_labelled,
+                             train_sample=train_sample, pool_sample=pool_sample, threads=threads)
     except (PairsFileError, TeacherFileError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     Console(stderr=True).print(markdown(table), highlight=False)

@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from mkd.cot import parse
 from mkd.data import Pair
@@ -90,6 +90,14 @@ def load_teacher(path: str | os.PathLike[str]) -> list[TeacherRow]:
     return rows
 
 
+class _HasQuery(Protocol):
+    @property
+    def query(self) -> str: ...
+
+
+_Q = TypeVar("_Q", bound=_HasQuery)
+
+
 @dataclass
 class JoinStats:
     """Counts from :func:`build_examples`, for the training record."""
@@ -102,6 +110,7 @@ class JoinStats:
     duplicate_teacher_rows: int = 0
     excluded_held_out_query: int = 0
     excluded_labelled_elsewhere: int = 0
+    train_queries_left_out: int = 0
     pool_queries_left_out: int = 0
 
 
@@ -130,36 +139,39 @@ def label_target(pair: Pair, graded_weight: float = 0.0) -> float:
     return (1.0 - graded_weight) * binary + graded_weight * graded
 
 
-def _sample_by_query(rows: list[TeacherRow], size: int, seed: int, stats: JoinStats) -> list[TeacherRow]:
-    """Whole queries, in an order seeded by ``seed``, until ``size`` rows are reached; rows keep their order."""
+SAMPLE_SEED = 0
+"""Seed of the ``train_sample``/``pool_sample`` draws: fixed, so runs of other training seeds see the same data."""
+
+
+def sample_by_query(items: Sequence[_Q], size: int) -> tuple[list[_Q], int]:
+    """Whole queries, in an order seeded by :data:`SAMPLE_SEED`, until ``size`` items are reached; the items keep
+    their order. Returns the kept items and the number of queries left out."""
     per_query: dict[str, int] = {}
-    for row in rows:
-        per_query[row.query] = per_query.get(row.query, 0) + 1
+    for item in items:
+        per_query[item.query] = per_query.get(item.query, 0) + 1
     queries = sorted(per_query)
-    random.Random(seed).shuffle(queries)
+    random.Random(SAMPLE_SEED).shuffle(queries)
     kept: set[str] = set()
     total = 0
     for query in queries:
-        if total >= size:
-            stats.pool_queries_left_out += 1
-        else:
+        if total < size:
             kept.add(query)
             total += per_query[query]
-    return [row for row in rows if row.query in kept]
+    return [item for item in items if item.query in kept], len(queries) - len(kept)
 
 
 def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRow] = (),
                    held_out_queries: Iterable[str] = (), *, graded_weight: float = 0.0,
-                   labelled_teacher: bool = True, pool_sample: int | None = None,
-                   seed: int = 0) -> tuple[list[PairExample], JoinStats]:
+                   labelled_teacher: bool = True, train_sample: int | None = None,
+                   pool_sample: int | None = None) -> tuple[list[PairExample], JoinStats]:
     """Labelled examples (with their teacher row, if any), then the unlabeled pool of teacher-only rows.
 
     Teacher-only rows are left out when their query is held out (validation or test: training on their pseudo
     labels would leak) or when they carry a ``relevance`` (a labelled pair of another split). ``graded_weight``:
     see :func:`label_target`. With ``labelled_teacher`` False the teacher's scores for labelled pairs are not used
     (a teacher trained on those pairs is overconfident on them): its score then teaches through the pool only, while
-    its CoTs still serve every pair. ``pool_sample`` N keeps about N pool pairs, drawn by query (whole queries in an
-    order seeded by ``seed`` until N pairs are reached), so a run can use part of a large pool.
+    its CoTs still serve every pair. ``train_sample``/``pool_sample`` N keep about N labelled/pool pairs, whole
+    queries drawn by :func:`sample_by_query` (a smaller regime, e.g. for the ablations).
     """
     stats = JoinStats()
     by_pair: dict[tuple[str, str], TeacherRow] = {}
@@ -169,6 +181,8 @@ def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRo
             stats.duplicate_teacher_rows += 1
         else:
             by_pair[key] = row
+    if train_sample is not None:
+        train_pairs, stats.train_queries_left_out = sample_by_query(train_pairs, train_sample)
     examples = []
     for pair in train_pairs:
         row = by_pair.pop((pair.query, pair.product_title), None)
@@ -186,7 +200,7 @@ def build_examples(train_pairs: Sequence[Pair], teacher_rows: Iterable[TeacherRo
         else:
             pool.append(row)
     if pool_sample is not None:
-        pool = _sample_by_query(pool, pool_sample, seed, stats)
+        pool, stats.pool_queries_left_out = sample_by_query(pool, pool_sample)
     for row in pool:
         examples.append(_example(row.query, row.product_title, None, row, stats))
         stats.pool += 1

@@ -70,8 +70,10 @@ class TrainConfig:
     labelled_teacher: bool = True
     """Distil the teacher's scores of labelled pairs too (False: its scores of pool pairs only; CoTs always)."""
     checkpoint_every: int = 200
+    train_sample: int | None = None
+    """Use about this many labelled train pairs, whole queries drawn with a fixed seed (None: all)."""
     pool_sample: int | None = None
-    """Use about this many unlabeled pool pairs, drawn by query with ``seed`` (None: the whole pool)."""
+    """Use about this many unlabeled pool pairs, whole queries drawn with a fixed seed (None: the whole pool)."""
     layers: int | None = None
     """Keep only the backbone's first N transformer layers (a smaller student); None: all."""
     student_options: dict[str, Any] = field(default_factory=dict)
@@ -186,7 +188,7 @@ def train(student_family: Family, train_pairs: str | os.PathLike[str], valid_pai
         data["teacher"] = _file_record(Path(teacher_jsonl), len(teacher_rows))
     examples, join = build_examples(train_rows, teacher_rows, held_out_queries={p.query for p in valid_rows},
                                     graded_weight=config.graded_weight, labelled_teacher=config.labelled_teacher,
-                                    pool_sample=config.pool_sample, seed=config.seed)
+                                    train_sample=config.train_sample, pool_sample=config.pool_sample)
 
     checkpoint = out / CHECKPOINT_DIR
     saved: dict[str, Any] | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mkd.data import Pair
-from mkd.distill.teacher import TeacherFileError, TeacherRow, build_examples, load_teacher
+from mkd.distill.teacher import TeacherFileError, TeacherRow, build_examples, load_teacher, sample_by_query
 from tests.mkd.students.tiny import QUERY, TITLE, example_cot
 
 
@@ -67,15 +67,17 @@ def test_teacher_scores_of_labelled_pairs_can_be_left_out_keeping_their_cots() -
     assert examples[1].teacher_p_good == 0.9 and examples[1].label is None
 
 
-def test_pool_sample_keeps_whole_queries_until_the_size_is_reached() -> None:
+def test_samples_keep_whole_queries_until_the_size_is_reached() -> None:
     rows = [TeacherRow(f"query {q}", f"title {q}-{i}", None, 0.6, 0.4, 0.6) for q in range(10) for i in range(3)]
-    examples, stats = build_examples([], rows, pool_sample=7, seed=1)
+    examples, stats = build_examples([], rows, pool_sample=7)
     queries = {e.query for e in examples}
     assert len(examples) == 9 and len(queries) == 3 and stats.pool_queries_left_out == 7
     assert all(sum(e.query == q for e in examples) == 3 for q in queries)
-    again, _ = build_examples([], rows, pool_sample=7, seed=1)
-    other, _ = build_examples([], rows, pool_sample=7, seed=2)
+    again, _ = build_examples([], rows, pool_sample=7)
     assert [e.title for e in again] == [e.title for e in examples]
-    assert {e.query for e in other} != queries
     everything, stats = build_examples([], rows)
     assert len(everything) == 30 and stats.pool_queries_left_out == 0
+    pairs = [Pair(f"query {q}", f"title {q}-{i}", 3.0, f"p{q}{i}") for q in range(10) for i in range(2)]
+    labelled, stats = build_examples(pairs, train_sample=5)
+    assert len(labelled) == 6 and stats.labelled == 6 and stats.train_queries_left_out == 7
+    assert {e.query for e in labelled} == {e.query for e in sample_by_query(pairs, 5)[0]}
