@@ -256,6 +256,15 @@ def training_command(record: dict[str, Any]) -> str:
               str(config["head_lr"]), "--seed", str(config["seed"])]
     lambdas = config["lambdas"]
     words += ["--lambda-score", str(lambdas[0]), "--lambda-cot", str(lambdas[1]), "--lambda-ce", str(lambdas[2])]
+    if config.get("temperature", 2.0) != 2.0:
+        words += ["--temperature", str(config["temperature"])]
+    if config.get("graded_weight"):
+        words += ["--graded-weight", str(config["graded_weight"])]
+    if not config.get("labelled_teacher", True):
+        words.append("--no-teacher-labelled")
+    for option in ("layers", "train_sample", "pool_sample"):
+        if config.get(option) is not None:
+            words += [f"--{option.replace('_', '-')}", str(config[option])]
     checkpoint = record.get("best", {}) or {}
     if checkpoint.get("checkpoint"):
         words += ["--out", _relative(str(Path(checkpoint["checkpoint"]).parent))]
@@ -294,6 +303,12 @@ def model_card(summary: dict[str, Any], record: dict[str, Any] | None, *, comman
             f"(heads {config['head_lr']}), seed {config['seed']}; {record.get('seconds', 0) / 60:.1f} min "
             f"on {config['threads']} CPU threads.",
         ]
+        examples = record.get("examples")
+        if examples and "teacher" in record["data"]:
+            scored = "the pool's only" if not config.get("labelled_teacher", True) else "all of them"
+            lines.append(f"- Examples: {examples['labelled']} labelled pairs and {examples['pool']} unlabeled pool "
+                         f"pairs; teacher scores distilled for {scored}, teacher CoTs for "
+                         f"{examples['cot_parsed']} pairs.")
         for split, data in record["data"].items():
             lines.append(f"- {split}: `{_relative(data['path'])}` ({data['rows']} rows, sha256 "
                          f"{data['sha256'][:16]}…)")

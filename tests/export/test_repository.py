@@ -14,7 +14,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 from typer.testing import CliRunner
 
-from export.repository import BatchingOptions, ExportError, export_triton, export_variants
+from export.repository import BatchingOptions, ExportError, export_triton, export_variants, training_command
 from export.triton import read_config
 from mkd.data import load_pairs, write_pairs
 from mkd.evaluation.scorers import UnknownModelError, load_scorer
@@ -198,3 +198,16 @@ def test_tensorrt_plan_or_clean_skip(tmp_path: Path, checkpoints: dict[str, Path
         pytest.skip(f"no TensorRT here: {exc}")
     built = build_plan(graph, tmp_path / "model.plan")
     assert built["bytes"] > 0 and built["inputs"] == ["input_ids", "attention_mask"]
+
+
+def test_training_command_names_every_setting_that_changes_what_is_learnt() -> None:
+    record = {"config": {"family": "colbert", "epochs": 1, "max_steps": None, "batch_size": 32, "lr": 5e-5,
+                         "head_lr": 1e-3, "seed": 0, "lambdas": [1.0, 0.01, 0.5], "temperature": 2.0,
+                         "graded_weight": 0.0, "labelled_teacher": False, "layers": 3, "train_sample": None,
+                         "pool_sample": 100000},
+              "data": {"teacher": {"path": "runs/teacher.jsonl"}}, "best": {"checkpoint": "runs/v2/best"}}
+    words = training_command(record).split()
+    assert words[words.index("--teacher") + 1] == "runs/teacher.jsonl"
+    assert "--no-teacher-labelled" in words and "--train-sample" not in words and "--temperature" not in words
+    assert words[words.index("--layers") + 1] == "3" and words[words.index("--pool-sample") + 1] == "100000"
+    assert words[-2:] == ["--out", "runs/v2"]
