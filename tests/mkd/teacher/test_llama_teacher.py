@@ -34,7 +34,7 @@ PAIRS = [
     ("white ceiling fan", "Hampton Bay 52 in. Brushed Nickel Ceiling Fan"),
 ]
 PROBABILITY_TOLERANCE = 0.06
-"""|p(llama.cpp) - p(torch)| at the judgement token, same CoT. Measured: at most 0.03. The torch path runs the
+"""|p(llama.cpp) - p(torch)| at the judgement token, same CoT. Measured: at most 0.025. The torch path runs the
 base dequantised to float32, llama.cpp on the Q4_1 blocks with 8-bit activations, so they differ a little."""
 
 
