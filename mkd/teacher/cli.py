@@ -231,3 +231,79 @@ def serve(
         app = create_teacher_app(LocalTeacher(base, adapter_dir, max_new_tokens=max_new_tokens, threads=threads),
                                  model_name)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@teacher_app.command("evaluate-explanations")
+def evaluate_explanations(
+    pairs: Annotated[Path, typer.Option(help="Labelled pairs TSV (e.g. data/derived/test.tsv).")],
+    endpoint: Annotated[list[str], typer.Option(help="A teacher behind an OpenAI-compatible API, as MODEL=BASE_URL "
+                                                     "(repeatable: each is evaluated on the same pairs).")],
+    out: Annotated[Path, typer.Option(help="Output folder: report.md/json, explanations.png, results.jsonl.")],
+    limit: Annotated[int | None, typer.Option(min=1, help="Use about N pairs: whole queries drawn with a fixed "
+                                                          "seed.")] = None,
+    student: Annotated[Path | None, typer.Option(help="Model repository whose served student (ColBERT) the teacher "
+                                                      "is compared with.")] = Path("model_repository"),
+    no_student: Annotated[bool, typer.Option("--no-student", help="Do not compare with a student.")] = False,
+    catalogue: Annotated[Path, typer.Option(help="Catalogue TSV (the annotator's brand lexicon).")] = CATALOGUE,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight per endpoint (1: the latency of a "
+                                                         "lone request).")] = 1,
+    max_tokens: Annotated[int, typer.Option(min=16)] = 128,
+    timeout_s: Annotated[float, typer.Option(min=1.0)] = 120.0,
+    api_key: Annotated[str | None, typer.Option(envvar="RELEVANCE_TEACHER_API_KEY")] = None,
+) -> None:
+    """Measure explanation quality: judgement ROC-AUC/accuracy, grounding (values located in query or title),
+    per-aspect precision/recall against the annotator, agreement with the served student, latency. Last line: the
+    report as JSON (without the per-aspect tables)."""
+    import shlex
+    import sys
+
+    from mkd.distill.teacher import sample_by_query
+    from mkd.teacher.explanations import explain_pairs, references, write_outputs
+    from mkd.teacher.openai_client import TeacherClient
+
+    specs = [_endpoint(e) for e in endpoint]
+    chosen = _subset(pairs, None, 0, require_label=True)
+    sample = "all of it"
+    if limit is not None and limit < len(chosen):
+        chosen, left_out = sample_by_query(chosen, limit)
+        sample = f"whole queries drawn with a fixed seed until {limit} pairs; {left_out} queries left out"
+    if not catalogue.is_file():
+        raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
+    refs = references(chosen, [p.product_title for p in load_catalogue(catalogue)])
+    student_scores: list[float | None] = [None] * len(chosen)
+    student_name = None
+    if not no_student and student is not None:
+        from mkd.evaluation.scorers import RepositoryScorer
+        from service.model_repository import ModelRepositoryError, resolve_model
+
+        try:
+            scorer = RepositoryScorer(resolve_model(student), threads=1)
+        except ModelRepositoryError as exc:
+            raise fail(f"--student {student}: {exc}") from None
+        student_name = scorer.name
+        student_scores = [float(s) for s in scorer.score(chosen)]
+
+    async def run() -> dict[str, list]:
+        results = {}
+        for model, url in specs:
+            async with TeacherClient(url, model, api_key=api_key, timeout_s=timeout_s, max_tokens=max_tokens,
+                                     retries=1) as client:
+                results[model] = await explain_pairs(chosen, model, client, concurrency=concurrency)
+        return results
+
+    outcomes = asyncio.run(run())
+    for rows in outcomes.values():
+        for row, ref, score in zip(rows, refs, student_scores, strict=True):
+            row.reference, row.student_score = ref, score
+    meta = {"pairs_file": str(pairs), "pairs": len(chosen), "queries": len({p.query for p in chosen}),
+            "sample": sample, "with_reference": sum(r is not None for r in refs), "student": student_name,
+            "command": "relevance teacher " + shlex.join(sys.argv[sys.argv.index("evaluate-explanations"):])
+            if "evaluate-explanations" in sys.argv else "relevance teacher evaluate-explanations"}
+    report = write_outputs(out, outcomes, meta)
+    brief = {name: {k: s[k] for k in ("judgement", "student", "latency_ms")} | {
+        "fully_located": s["grounding"]["fully_located"], "hallucinated_values": s["grounding"]["hallucinated_values"],
+        "requirements": s["aspects"]["requirements_all"], "item_values": s["aspects"]["item_values_all"]}
+        for name, s in report["endpoints"].items()}
+    print(json.dumps({"out": str(out), "pairs": len(chosen), "endpoints": brief}))
+    if all(s["answered"] == 0 for s in report["endpoints"].values()):
+        raise typer.Exit(3)

@@ -167,6 +167,38 @@ def test_teacher_label_endpoint_writes_the_teacher_file(teacher_url: str, tmp_pa
     assert json.loads(done.stdout.strip().splitlines()[-1])["out"] == str(out)
 
 
+def test_evaluate_explanations_on_a_small_file(teacher_url: str, tmp_path: Path) -> None:
+    """The evaluator against the real server: 8 test-split pairs from whole queries, compared with the annotator
+    and the shipped ColBERT; every output written and the numbers consistent with the rows."""
+    pairs = tmp_path / "pairs.tsv"
+    lines = (REPO / "data" / "derived" / "test.tsv").read_text().splitlines()[:41]
+    if len(lines) < 41:
+        pytest.skip("no prepared test split (relevance data prepare)")
+    pairs.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "relevance.cli", "teacher", "evaluate-explanations", "--pairs",
+                           str(pairs), "--limit", "8", "--endpoint", f"ellm-rele-local={teacher_url}", "--out",
+                           str(out), "--max-tokens", "96"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {"report.md", "report.json", "results.jsonl", "explanations.png"} <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    n = report["pairs"]
+    assert 8 <= n == len(rows) < 40 and "whole queries" in report["sample"]
+    summary = report["endpoints"]["ellm-rele-local"]
+    assert summary["answered"] == n and summary["latency_ms"]["p50"] > 0
+    assert summary["judgement"]["accuracy"] == pytest.approx(
+        sum(r["judgement"] == ("Good" if r["good"] else "Bad") for r in rows) / n)
+    assert summary["grounding"]["fully_located"] == pytest.approx(sum(r["located"] for r in rows) / n)
+    assert summary["grounding"]["hallucinated_values"] == sum(len(r["hallucinated"]) for r in rows)
+    assert summary["student"]["pairs"] == n and report["student"].startswith("colbert:1")
+    assert all(0.0 <= r["student_score"] <= 1.0 for r in rows)
+    assert report["with_reference"] == sum(r["reference"] is not None for r in rows)
+    assert "| ellm-rele-local |" in (out / "report.md").read_text()
+
+
 # ---- the child process of the gateway ----------------------------------------------------------------------------
 
 
