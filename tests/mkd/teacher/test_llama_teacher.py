@@ -199,6 +199,43 @@ def test_evaluate_explanations_on_a_small_file(teacher_url: str, tmp_path: Path)
     assert "| ellm-rele-local |" in (out / "report.md").read_text()
 
 
+def test_explain_adds_the_students_view_and_picks_the_teacher(teacher_url: str, tmp_path: Path) -> None:
+    """The analyst's view through the gateway: the teacher's explanation beside the served student's score (the
+    same as /v1/score's for the pair) and token evidence, the disagreement flag, and the model field choosing
+    among the configured teachers (a down one: 503; an unknown one: 422 naming the field)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.mkd.teacher.servers import refused_port
+
+    query, title = PAIRS[0]
+    with refused_port() as down:
+        settings = Settings(model_repository=REPO / "model_repository", store="local",  # type: ignore[call-arg]
+                            store_dir=tmp_path, grpc_port=None, teacher_url=teacher_url,
+                            teacher_model="ellm-rele-local", teacher_models={"down": down}, teacher_retries=0,
+                            teacher_timeout_s=60.0)
+        with TestClient(create_app(settings)) as client:
+            answer = client.post("/v1/explain", json={"query": query, "title": title})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            student = body["student"]
+            assert student["model_version"] == "colbert:1" and body["student_error"] is None
+            scored = client.post("/v1/score", json={"query": query, "items": [{"id": "x", "title": title}],
+                                                    "evidence": True}).json()["scores"][0]
+            assert student["score"] == pytest.approx(scored["score"], abs=1e-6)
+            assert student["label"] == scored["label"] and student["evidence"] == scored["evidence"]
+            assert {e["query_token"] for e in student["evidence"]} >= {"drill"}
+            assert body["judgement"] in ("Good", "Bad")
+            assert body["disagreement"] == (body["judgement"] != student["label"])
+
+            chosen = client.post("/v1/explain", json={"query": query, "title": title, "model": "down"})
+            assert chosen.status_code == 503 and "cannot reach" in chosen.json()["detail"]
+            unknown = client.post("/v1/explain", json={"query": query, "title": title, "model": "gpt-9"})
+            assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "model"]
+            assert "down, ellm-rele-local" in unknown.json()["detail"][0]["msg"]
+
+
 # ---- the child process of the gateway ----------------------------------------------------------------------------
 
 
