@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     teacher_normalisation: Literal["softmax", "renormalise"] = Field(
         "softmax", description="Eq. 4 as printed (softmax over pG, pB) or pG / (pG + pB).")
 
+    # --- the shadow teacher: teacher-student agreement on live traffic (service/shadow.py) ----------------------
+    shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of the pairs /v1/score scores that are also "
+                               "sent to the teacher in the background (0 = off); scoring never waits for it.")
+    shadow_queue_size: int = Field(32, ge=1, description="Sampled pairs waiting for the shadow teacher at most; "
+                                   "more are dropped and counted.")
+    shadow_concurrency: int = Field(1, ge=1, description="Shadow teacher calls in flight.")
+    shadow_model: str | None = Field(None, description="The teacher model the shadow asks (default: the default "
+                                     "teacher).")
+    shadow_catalog: Path | None = Field(None, description="Catalogue TSV (product_uid, product_title) giving the "
+                                        "titles of items sent by id only; without it those pairs are skipped.")
+
     # --- access and network --------------------------------------------------------------------------------
     api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted API keys; empty = no auth.")
     host: str = Field("127.0.0.1", description="HTTP bind address.")

@@ -95,7 +95,7 @@ def overloaded(exc: Overloaded) -> HTTPException:
 
 
 @v1.post("/score", response_model=ScoreResponse, response_model_exclude_none=True)
-async def score(body: ScoreRequest, engine: Engine, settings: Config) -> Response:
+async def score(body: ScoreRequest, engine: Engine, settings: Config, request: Request) -> Response:
     """Score items for a query: calibrated p(Good) per item, in request order. Items missing from the store are
     encoded from their ``title``; items with neither get an ``error`` instead of a score."""
     check_text(body.query, ["query"], settings.max_query_chars)
@@ -109,6 +109,9 @@ async def score(body: ScoreRequest, engine: Engine, settings: Config) -> Respons
                                      evidence=body.evidence)
     except Overloaded as exc:
         raise overloaded(exc) from None
+    if request.app.state.shadow is not None:  # the shadow teacher's sample (service.shadow): never waits
+        request.app.state.shadow.offer(body.query, [(str(it.id), it.title) for it in body.items],
+                                       [r.score for r in outcome.items])
     # the body is built here rather than through the response model: re-validating 100 items per request costs
     # more than the scoring (the OpenAPI schema still documents ScoreResponse)
     threshold = settings.good_threshold
