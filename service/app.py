@@ -18,6 +18,7 @@ from service.lifecycle import Serving
 from service.metrics import Metrics
 from service.middleware import GatewayMiddleware
 from service.settings import Settings
+from service.shadow import ShadowSampler
 from service.store import ItemStore
 
 log = logging.getLogger("service")
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
         app.state.serving = serving
         metrics.ready.set_function(lambda: float(serving.readiness()[0]))
         app.state.explainer = Explainer.from_settings(settings, gate=teacher_gate)
+        shadow = app.state.shadow = ShadowSampler.from_settings(settings, app.state.explainer, metrics)
+        if shadow is not None:
+            shadow.start()
         grpc_server = None
         if settings.grpc_port is not None:
             from service.grpc.server import start_grpc
@@ -62,6 +66,8 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
             metrics.ready.set_function(lambda: 0.0)
             if grpc_server is not None:
                 await grpc_server.stop()
+            if shadow is not None:
+                await shadow.stop()
             await app.state.explainer.aclose()
             await serving.stop()
             if metrics_server is not None:
@@ -76,6 +82,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.engine = None
+    app.state.shadow = None
     app.include_router(v1)
     app.include_router(ops)
 

@@ -9,6 +9,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02
                    2.5, 5.0, 10.0)
 STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 STAGES = ("tokenize", "queue", "encode", "fetch", "encode_items", "maxsim")
+SCORE_BUCKETS = tuple(round(0.05 * k, 2) for k in range(1, 21))
 
 
 class Metrics:
@@ -55,6 +56,28 @@ class Metrics:
         self.queued = Gauge("relevance_requests_queued", "Scoring requests waiting for admission.", registry=r)
         self.version_switches = Counter("relevance_version_switches_total", "Switches to the version the store "
                                         "marks active, by outcome (ok, failed).", ["outcome"], registry=r)
+        # --- the shadow teacher (service.shadow): teacher-student agreement on sampled live pairs --------------
+        self.shadow_pairs = Counter("relevance_shadow_pairs_total", "Scored pairs sampled for the shadow teacher, "
+                                    "by outcome (queued; dropped: the queue was full; no_title: no title to show "
+                                    "the teacher).", ["outcome"], registry=r)
+        self.shadow_judgements = Counter("relevance_shadow_judgements_total", "Shadow teacher calls by outcome (ok, "
+                                         "unscored, unavailable, teacher_error).", ["outcome"], registry=r)
+        self.shadow_comparisons = Counter("relevance_shadow_comparisons_total", "Shadow judgements compared with "
+                                          "the student's label, by result (agree, disagree).", ["result"],
+                                          registry=r)
+        self.shadow_score = Histogram("relevance_shadow_score", "Scores of the shadow pairs: the teacher's (eq. 4) "
+                                      "and the student's, by model (teacher, student).", ["model"],
+                                      buckets=SCORE_BUCKETS, registry=r)
+        self.shadow_queue_depth = Gauge("relevance_shadow_queue_depth", "Sampled pairs waiting for the shadow "
+                                        "teacher.", registry=r)
+        for outcome in ("queued", "dropped", "no_title"):
+            self.shadow_pairs.labels(outcome)
+        for outcome in ("ok", "unscored", "unavailable", "teacher_error"):
+            self.shadow_judgements.labels(outcome)
+        for result in ("agree", "disagree"):
+            self.shadow_comparisons.labels(result)
+        for model in ("teacher", "student"):
+            self.shadow_score.labels(model)
         for reason in ("queue_full", "queue_timeout"):
             self.shed.labels(reason)
         for stage in ("queued", "running"):

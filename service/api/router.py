@@ -25,7 +25,7 @@ from service.api.protocol import (
 )
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput, ScoringEngine
-from service.explain import Explainer, ExplainResult, TeacherResponseError, TeacherUnavailable
+from service.explain import Explainer, ExplainResult, TeacherResponseError, TeacherUnavailable, UnknownTeacher
 from service.settings import Settings
 from service.store import StoreError
 
@@ -95,7 +95,7 @@ def overloaded(exc: Overloaded) -> HTTPException:
 
 
 @v1.post("/score", response_model=ScoreResponse, response_model_exclude_none=True)
-async def score(body: ScoreRequest, engine: Engine, settings: Config) -> Response:
+async def score(body: ScoreRequest, engine: Engine, settings: Config, request: Request) -> Response:
     """Score items for a query: calibrated p(Good) per item, in request order. Items missing from the store are
     encoded from their ``title``; items with neither get an ``error`` instead of a score."""
     check_text(body.query, ["query"], settings.max_query_chars)
@@ -109,6 +109,9 @@ async def score(body: ScoreRequest, engine: Engine, settings: Config) -> Respons
                                      evidence=body.evidence)
     except Overloaded as exc:
         raise overloaded(exc) from None
+    if request.app.state.shadow is not None:  # the shadow teacher's sample (service.shadow): never waits
+        request.app.state.shadow.offer(body.query, [(str(it.id), it.title) for it in body.items],
+                                       [r.score for r in outcome.items])
     # the body is built here rather than through the response model: re-validating 100 items per request costs
     # more than the scoring (the OpenAPI schema still documents ScoreResponse)
     threshold = settings.good_threshold
@@ -159,15 +162,21 @@ async def rerank(body: RerankRequest, engine: Engine, settings: Config) -> Reran
          responses={502: {"model": Problem, "description": "The teacher answered with an error."}})
 async def explain(body: ExplainRequest, request: Request, settings: Config) -> ExplainResult:
     """The ELLM-rele teacher's chain of thought for a (query, title) pair: aspects with match/mismatch, the
-    judgement and the teacher's score (eq. 4). 503 with Retry-After when no teacher is configured or it is down;
-    scoring is unaffected."""
+    judgement and the teacher's score (eq. 4), beside the served student's score and token evidence and whether
+    the two disagree. ``model`` picks one of the configured teachers (422 naming the field otherwise). 503 with
+    Retry-After when no teacher is configured or it is down; scoring is unaffected."""
     check_text(body.query, ["query"], settings.max_query_chars)
     check_text(body.title, ["title"], settings.max_title_chars)
+    if body.model is not None:
+        check_text(body.model, ["model"], settings.max_id_chars)
     explainer: Explainer = request.app.state.explainer
     metrics = request.app.state.metrics
     started = time.perf_counter()
     try:
-        result = await explainer.explain(body.query, body.title)
+        result = await explainer.explain(body.query, body.title, model=body.model,
+                                         student=request.app.state.engine, good_threshold=settings.good_threshold)
+    except UnknownTeacher as exc:
+        raise too_large(["model"], str(exc), kind="value_error") from None
     except TeacherUnavailable as exc:
         metrics.explain.labels("unavailable").inc()
         retry = exc.retry_after_s if exc.retry_after_s is not None else NO_TEACHER_RETRY_S

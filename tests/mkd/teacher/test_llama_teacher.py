@@ -199,6 +199,87 @@ def test_evaluate_explanations_on_a_small_file(teacher_url: str, tmp_path: Path)
     assert "| ellm-rele-local |" in (out / "report.md").read_text()
 
 
+def test_explain_adds_the_students_view_and_picks_the_teacher(teacher_url: str, tmp_path: Path) -> None:
+    """The analyst's view through the gateway: the teacher's explanation beside the served student's score (the
+    same as /v1/score's for the pair) and token evidence, the disagreement flag, and the model field choosing
+    among the configured teachers (a down one: 503; an unknown one: 422 naming the field)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.mkd.teacher.servers import refused_port
+
+    query, title = PAIRS[0]
+    with refused_port() as down:
+        settings = Settings(model_repository=REPO / "model_repository", store="local",  # type: ignore[call-arg]
+                            store_dir=tmp_path, grpc_port=None, teacher_url=teacher_url,
+                            teacher_model="ellm-rele-local", teacher_models={"down": down}, teacher_retries=0,
+                            teacher_timeout_s=60.0)
+        with TestClient(create_app(settings)) as client:
+            answer = client.post("/v1/explain", json={"query": query, "title": title})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            student = body["student"]
+            assert student["model_version"] == "colbert:1" and body["student_error"] is None
+            scored = client.post("/v1/score", json={"query": query, "items": [{"id": "x", "title": title}],
+                                                    "evidence": True}).json()["scores"][0]
+            assert student["score"] == pytest.approx(scored["score"], abs=1e-6)
+            assert student["label"] == scored["label"] and student["evidence"] == scored["evidence"]
+            assert {e["query_token"] for e in student["evidence"]} >= {"drill"}
+            assert body["judgement"] in ("Good", "Bad")
+            assert body["disagreement"] == (body["judgement"] != student["label"])
+
+            chosen = client.post("/v1/explain", json={"query": query, "title": title, "model": "down"})
+            assert chosen.status_code == 503 and "cannot reach" in chosen.json()["detail"]
+            unknown = client.post("/v1/explain", json={"query": query, "title": title, "model": "gpt-9"})
+            assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "model"]
+            assert "down, ellm-rele-local" in unknown.json()["detail"][0]["msg"]
+
+
+def test_the_shadow_teacher_judges_live_pairs_and_feeds_the_agreement_series(teacher_url: str,
+                                                                           tmp_path: Path) -> None:
+    """Every scored pair sampled to the real teacher: pairs sent with titles, and by id with the title from
+    shadow_catalog; the judgements fill the agreement counters and the score histograms."""
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    catalogue = tmp_path / "catalogue.tsv"
+    catalogue.write_text("product_uid\tproduct_title\n100001\t" + PAIRS[3][1] + "\n")
+    settings = Settings(model_repository=REPO / "model_repository", store="local",  # type: ignore[call-arg]
+                        store_dir=tmp_path / "index", grpc_port=None, teacher_url=teacher_url,
+                        teacher_model="ellm-rele-local", shadow_rate=1.0, shadow_queue_size=8,
+                        shadow_catalog=catalogue)
+
+    def metrics(client: TestClient) -> dict[tuple[str, str], float]:
+        return {(s.name, next(iter(s.labels.values()), "")): s.value for family in text_string_to_metric_families(
+            client.get("/metrics").text) for s in family.samples}
+
+    with TestClient(create_app(settings)) as client:
+        for query, title in PAIRS[:2]:
+            assert client.post("/v1/score", json={"query": query, "items": [{"id": "t", "title": title}]}
+                               ).status_code == 200
+        # by id from the store: 100001 is in the catalogue (its title is looked up), 100002 is not (skipped)
+        stored = {"items": [{"id": "100001", "title": PAIRS[3][1]}, {"id": "100002", "title": PAIRS[4][1]}]}
+        assert client.put("/v1/items", json=stored).status_code == 200
+        by_id = client.post("/v1/score", json={"query": PAIRS[3][0], "items": [{"id": "100001"}, {"id": "100002"}]})
+        assert [s["source"] for s in by_id.json()["scores"]] == ["store", "store"]
+        deadline = time.monotonic() + 120
+        while metrics(client)[("relevance_shadow_judgements_total", "ok")] < 3:
+            assert time.monotonic() < deadline, {k: v for k, v in metrics(client).items() if "shadow" in k[0]}
+            time.sleep(0.2)
+        seen = metrics(client)
+    assert seen[("relevance_shadow_pairs_total", "queued")] == 3 and seen[("relevance_shadow_pairs_total",
+                                                                          "no_title")] == 1
+    compared = seen[("relevance_shadow_comparisons_total", "agree")] + seen[("relevance_shadow_comparisons_total",
+                                                                           "disagree")]
+    assert compared == 3
+    assert seen[("relevance_shadow_score_count", "teacher")] == seen[("relevance_shadow_score_count", "student")] == 3
+    assert 0.0 < seen[("relevance_shadow_score_sum", "teacher")] < 3.0
+
+
 # ---- the child process of the gateway ----------------------------------------------------------------------------
 
 
