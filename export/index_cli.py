@@ -12,8 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from export.cli import DEFAULT_REPOSITORY
-from mkd.cli import fail
-from mkd.data import REPO_ROOT, PairsFileError, derived_dir, load_catalogue
+from mkd.data import PairsFileError, derived_dir, load_catalogue
+from relevance_core.console import fail
+from relevance_core.paths import REPO_ROOT
 
 DEFAULT_CATALOGUE = derived_dir() / "catalogue.tsv"
 DEFAULT_STORE_DIR = REPO_ROOT / "data" / "index"  # the gateway's default store_dir

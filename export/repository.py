@@ -28,10 +28,10 @@ from export.onnx import (
     quantize_int8,
 )
 from export.triton import Tensor, TritonModelSpec, write_config
-from mkd.data import REPO_ROOT
 from mkd.students import Student
 from mkd.students.colbert import ColBERTStudent
 from mkd.students.registry import load_student
+from relevance_core.paths import REPO_ROOT
 from service.model_repository import (
     CONFIG_FILE,
     MODEL_CARD_FILE,

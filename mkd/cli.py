@@ -22,17 +22,11 @@ from mkd.data import (
     write_catalogue,
     write_pairs,
 )
+from relevance_core.console import fail
 
 data_app = typer.Typer(no_args_is_help=True)
 DEFAULT_PAIRS = default_pairs_path()
 DEFAULT_DERIVED = derived_dir()
-err = Console(stderr=True)
-
-
-def fail(message: str) -> typer.Exit:
-    """Print a one-line error (no traceback) and return the exit (code 2) for the caller to raise."""
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 @data_app.command("prepare")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from relevance_core.paths import REPO_ROOT
+
 GOOD_THRESHOLD = 2.0
 RATING_MIN, RATING_MAX = 1.0, 3.0
 
@@ -233,10 +234,3 @@ def load_catalogue(path: str | os.PathLike[str]) -> list[Product]:
     return products
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file's bytes (data provenance in training records), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

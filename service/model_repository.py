@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from relevance_core.versioned import load_versioned
 
 CONFIG_FILE = "config.pbtxt"
 ONNX_FILE = "model.onnx"
@@ -74,20 +76,7 @@ class ServingMeta:
 
     @classmethod
     def load(cls, path: Path) -> ServingMeta:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelRepositoryError(f"{path}: cannot read serving metadata: {exc}") from None
-        if data.get("format_version") != SERVING_FORMAT_VERSION:
-            raise ModelRepositoryError(f"{path}: unsupported format_version {data.get('format_version')!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelRepositoryError(f"{path}: unknown field(s) {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ModelRepositoryError(f"{path}: {exc}") from None
+        return load_versioned(cls, path, SERVING_FORMAT_VERSION, ModelRepositoryError)
 
 
 @dataclass(frozen=True)

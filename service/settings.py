@@ -1,6 +1,6 @@
 """All gateway settings in one place (pydantic-settings): every field can be set by an environment variable
 ``RELEVANCE_<FIELD>`` (e.g. ``RELEVANCE_STORE=redis``, ``RELEVANCE_API_KEYS='["k1","k2"]'``) or a ``.env`` file.
-``REDIS_URL`` is also honoured, as design.md promises: when set and ``store`` is left at ``auto``, the Redis
+``REDIS_URL`` is also honoured, as docs/architecture.md says: when set and ``store`` is left at ``auto``, the Redis
 store is used."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from relevance_core.paths import REPO_ROOT
 
 
 class Settings(BaseSettings):

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mkd.cli import fail
 from mkd.data import PairsFileError, derived_dir, load_catalogue, load_pairs
 from mkd.teacher.committee_cli import committee_app
+from relevance_core.console import fail
 
 teacher_app = typer.Typer(no_args_is_help=True)
 teacher_app.add_typer(committee_app, name="committee", help="The release teacher: a committee of trained models "

