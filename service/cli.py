@@ -34,13 +34,19 @@ def serve(
 ) -> None:
     """Run the scoring gateway (HTTP + gRPC) on embedded defaults unless configured otherwise."""
     import uvicorn
+    from pydantic import ValidationError
 
+    from relevance_core.console import fail
     from service.app import create_app
     from service.settings import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port, "model_repository": model_repository,
                                    "model_version": model_version, "grpc_port": grpc_port}.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())) \
+            from None
     teacher = _start_local_teacher(settings)
     if teacher is not None:
         settings = settings.model_copy(update={"teacher_url": teacher[1], "teacher_model": "ellm-rele-local"})

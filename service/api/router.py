@@ -26,6 +26,7 @@ from service.api.protocol import (
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput, ScoringEngine
 from service.explain import Explainer, ExplainResult, TeacherResponseError, TeacherUnavailable
+from service.health import teacher_health
 from service.settings import Settings
 from service.store import StoreError
 
@@ -204,10 +205,16 @@ async def healthz() -> dict[str, str]:
 @ops.get("/readyz", responses={503: {"description": "Model or store not ready, or the served version has no "
                                                    "index."}})
 async def readyz(request: Request, response: Response) -> dict[str, Any]:
-    """Readiness: the model is loaded, the store answers and the served version is indexed (when a version was
-    activated). ``relevance_ready`` reports the same."""
+    """Readiness: the model is loaded, the encoder backend and the store answer and the served version is indexed
+    (when a version was activated); ``dependencies`` gives each one's status. The teacher, when configured, is
+    listed too but does not decide readiness (scoring does not need it). ``relevance_ready`` reports the same."""
     serving = getattr(request.app.state, "serving", None)
     ready, body = serving.readiness() if serving is not None else (False, {"status": "loading"})
+    settings: Settings = request.app.state.settings
+    key = settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else None
+    teacher = await teacher_health(settings.teacher_url, key)
+    if teacher is not None:
+        body.setdefault("dependencies", {})["teacher"] = teacher.to_dict()
     if not ready:
         response.status_code = 503
     return body
