@@ -98,6 +98,7 @@ class ModeChoice(StrEnum):
 class EndpointChoice(StrEnum):
     score = "score"
     rerank = "rerank"
+    explain = "explain"
 
 
 class ArrivalChoice(StrEnum):
@@ -121,11 +122,13 @@ def loadtest(
                                                   "waits (counted as late) or is dropped after --timeout.")] = 256,
     mode: Annotated[ModeChoice, typer.Option(help="/v1/score items: cached (ids in the store) or titles (new ids "
                                                   "with titles: every item encoded).")] = ModeChoice.cached,
-    endpoint: Annotated[EndpointChoice, typer.Option(help="score (our /v1/score) or rerank (Cohere/Jina-style "
-                                                          "POST {query, documents, model?}).")] = EndpointChoice.score,
+    endpoint: Annotated[EndpointChoice, typer.Option(help="score (our /v1/score), rerank (Cohere/Jina-style "
+                                                          "POST {query, documents, model?}) or explain (our "
+                                                          "/v1/explain, one pair per request).")]
+    = EndpointChoice.score,
     path: Annotated[str | None, typer.Option(help="Route (default /v1/score or /v1/rerank; infinity: /rerank).")]
     = None,
-    model: Annotated[str | None, typer.Option(help="'model' field of rerank requests.")] = None,
+    model: Annotated[str | None, typer.Option(help="'model' field of rerank and explain requests.")] = None,
     arrival: Annotated[ArrivalChoice, typer.Option(help="constant spacing or Poisson arrivals.")]
     = ArrivalChoice.constant,
     timeout: Annotated[float, typer.Option(help="Per-request timeout (s).")] = 10.0,
@@ -177,6 +180,8 @@ def loadtest(
     for failed, option, message in checks:
         if failed:
             raise bad(message, option)
+    if endpoint == EndpointChoice.explain:
+        items = 1  # one (query, title) pair per explanation
     if path is not None and not path.startswith("/"):
         raise bad(f"a route starts with '/', got {path!r}", "--path")
     try:

@@ -13,7 +13,8 @@ busy event loop) is reported as the *send lag*: when its p99 is large, the clien
 Targets are our gateway's ``POST /v1/score`` (``mode`` cached: ids in the gateway's store; titles: ids the
 store does not hold, with titles, so every item is encoded) or any Cohere/Jina-style rerank endpoint
 (``POST {query, documents, model?}``: our ``/v1/rerank``, infinity's ``/rerank``, ...). Queries and items are
-real: queries of the train/test splits, items of the catalogue.
+real: queries of the train/test splits, items of the catalogue. ``explain`` sends our ``POST /v1/explain``
+``{query, title, model?}`` with the request's first item as the title (one pair per request).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ import numpy as np
 
 from mkd.data import default_pairs_path, derived_dir, load_catalogue, load_pairs
 
-Endpoint = Literal["score", "rerank"]
+Endpoint = Literal["score", "rerank", "explain"]
 Mode = Literal["cached", "titles"]
 Arrival = Literal["constant", "poisson"]
-DEFAULT_PATHS: dict[str, str] = {"score": "/v1/score", "rerank": "/v1/rerank"}
+DEFAULT_PATHS: dict[str, str] = {"score": "/v1/score", "rerank": "/v1/rerank", "explain": "/v1/explain"}
 QUANTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
 # keys of the latency quantiles in summaries: p50_ms, p90_ms, p99_ms, p99_9_ms
 QUANTILE_KEYS: dict[float, str] = {q: f"p{q:g}".replace(".", "_") + "_ms" for q in QUANTILES}
@@ -173,8 +174,12 @@ def request_body(target: Target, workload: Workload, index: int, n_items: int, r
     """The JSON body of request ``index``. Titles mode gives every item an id the store does not hold
     (``lt-<run>-<request>-<k>``), so each one is encoded from its title."""
     query, chosen = workload.request(index, n_items)
-    if target.endpoint == "rerank":
-        body: dict[str, Any] = {"query": query, "documents": [title for _, title in chosen],
+    if target.endpoint == "explain":
+        body: dict[str, Any] = {"query": query, "title": chosen[0][1]}
+        if target.model:
+            body["model"] = target.model
+    elif target.endpoint == "rerank":
+        body = {"query": query, "documents": [title for _, title in chosen],
                                 "return_documents": False}
         if target.model:
             body["model"] = target.model

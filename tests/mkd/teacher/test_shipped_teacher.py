@@ -7,15 +7,14 @@ import json
 
 import pytest
 
-from mkd.teacher.local import SHIPPED_ADAPTER
-
-pytest.importorskip("peft")
+from mkd.teacher.assets import SHIPPED_ADAPTER
 
 
 def test_the_release_is_small_and_says_what_it_is() -> None:
     files = {p.name: p.stat().st_size for p in SHIPPED_ADAPTER.iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "sft.json", "MODEL_CARD.md"} <= set(files)
-    assert sum(files.values()) < 8_000_000
+    expected = {"adapter_config.json", "adapter_model.safetensors", "adapter.gguf", "sft.json", "MODEL_CARD.md"}
+    assert expected <= set(files)
+    assert sum(files.values()) < 11_000_000
     config = json.loads((SHIPPED_ADAPTER / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "smollm2" and config["peft_type"] == "LORA"
     record = json.loads((SHIPPED_ADAPTER / "sft.json").read_text())
@@ -25,36 +24,27 @@ def test_the_release_is_small_and_says_what_it_is() -> None:
 
 
 def test_relevance_serve_starts_the_shipped_teacher_and_explain_reads_it() -> None:
-    """What `relevance serve` does with no teacher URL: `relevance teacher serve` in a child process with the
-    shipped adapter; the gateway's Explainer then gets a parsed, scored CoT from it over HTTP."""
+    """What `relevance serve` does with no teacher URL: `relevance teacher serve` (llama.cpp) in a child process
+    with the shipped adapter; the gateway's Explainer then gets a parsed, scored CoT from it over HTTP."""
     import asyncio
-    import time
 
-    import httpx
-
+    from mkd.teacher.llama_serve import missing_requirements
     from service.cli import _start_local_teacher
     from service.explain import Explainer
     from service.settings import Settings
 
+    if missing_requirements():
+        pytest.skip(f"the local teacher needs {missing_requirements()}")
     assert _start_local_teacher(Settings(teacher_url="http://vllm:8000/v1")) is None  # type: ignore[call-arg]
     assert _start_local_teacher(Settings(teacher_local=False)) is None  # type: ignore[call-arg]
     started = _start_local_teacher(Settings(teacher_local_threads=2))  # type: ignore[call-arg]
     assert started is not None
-    process, url = started
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, "the teacher process exited"
-            try:
-                if httpx.get(url.removesuffix("/v1") + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the local teacher did not come up"
-            time.sleep(1)
+        assert started.wait_ready(300), "the local teacher did not come up"
 
         async def explain() -> list:
-            explainer = Explainer(url, "ellm-rele-local", timeout_s=120.0, max_tokens=72)
+            explainer = Explainer(started.base_url, started.model, timeout_s=120.0, max_tokens=72,
+                                  gate=started.check)
             try:
                 return [await explainer.explain(q, t) for q, t in (
                     ("dewalt drill", "DEWALT 20-Volt Max Lithium-Ion Cordless Drill/Driver Kit"),
@@ -64,8 +54,7 @@ def test_relevance_serve_starts_the_shipped_teacher_and_explain_reads_it() -> No
 
         results = asyncio.run(explain())
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        started.stop()
     for result in results:
         assert result.parse_ok, (result.cot, result.parse_errors)
         assert result.score is not None and 0.0 < result.score < 1.0

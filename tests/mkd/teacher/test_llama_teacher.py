@@ -1,0 +1,278 @@
+"""The local teacher on llama.cpp: the GGUF LoRA conversion, the served judgement probabilities against the torch
+path, the OpenAI client and `relevance teacher label --endpoint` against the real server process, and the child
+process that `relevance serve` starts: health-gated, and never alive after its gateway (SIGTERM, SIGINT, SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from mkd.teacher import TeacherClient, TeacherUnavailable
+from mkd.teacher.assets import SHIPPED_ADAPTER, SHIPPED_GGUF_ADAPTER
+from tests.conftest import REPO
+from tests.ports import free_port
+
+pytest.importorskip("llama_cpp")
+gguf = pytest.importorskip("gguf")
+
+PAIRS = [
+    ("dewalt drill", "DEWALT 20-Volt Max Lithium-Ion Cordless Drill/Driver Kit"),
+    ("3 in bottom mount nylon wheel", "Prime-Line 1-1/4 in. Bottom Mount Nylon Wheels"),
+    ("pvc bracket dowels", "Carlon 3-Gang 49 cu. in. PVC Adjust-A-Box"),
+    ("behr deck stain", "BEHR Premium 1 gal. Cedar Semi-Transparent Deck Stain"),
+    ("white ceiling fan", "Hampton Bay 52 in. Brushed Nickel Ceiling Fan"),
+]
+PROBABILITY_TOLERANCE = 0.06
+"""|p(llama.cpp) - p(torch)| at the judgement token, same CoT. Measured: at most 0.025. The torch path runs the
+base dequantised to float32, llama.cpp on the Q4_1 blocks with 8-bit activations, so they differ a little."""
+
+
+def _missing() -> list[str]:
+    from mkd.teacher.llama_serve import missing_requirements
+
+    return missing_requirements()
+
+
+@pytest.fixture(scope="module")
+def teacher_url() -> Iterator[str]:
+    """`relevance teacher serve` (llama.cpp, the shipped adapter) as a real process, through the launcher the
+    gateway uses."""
+    from mkd.teacher.llama_serve import TeacherProcess, serve_command
+
+    if _missing():
+        pytest.skip(f"the local teacher needs {_missing()}")
+    port = free_port()
+    process = TeacherProcess(serve_command(port, threads=2), f"http://127.0.0.1:{port}/v1")
+    try:
+        assert process.wait_ready(180), "the llama.cpp teacher did not come up"
+        yield process.base_url
+    finally:
+        process.stop()
+
+
+def test_the_shipped_gguf_adapter_is_the_converted_peft_adapter(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    from mkd.teacher.assets import smollm2_gguf
+    from mkd.teacher.gguf_adapter import convert_adapter, permute_rows
+
+    out = tmp_path / "adapter.gguf"
+    summary = convert_adapter(SHIPPED_ADAPTER, smollm2_gguf(), out)
+    assert summary["tensors"] == 420 and summary["r"] == 8 and summary["alpha"] == 16
+    assert out.read_bytes() == SHIPPED_GGUF_ADAPTER.read_bytes(), "run `relevance teacher gguf` and commit it"
+
+    reader = gguf.GGUFReader(out)
+    assert reader.fields["general.type"].contents() == "adapter"
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert reader.fields["adapter.type"].contents() == "lora"
+    assert reader.fields["adapter.lora.alpha"].contents() == 16.0
+    tensors = {t.name: t for t in reader.tensors}
+    peft = load_file(SHIPPED_ADAPTER / "adapter_model.safetensors")
+    prefix = "base_model.model.model.layers.7."
+    # llama.cpp's names; A as (r, in) and B as (out, r) (ggml lists dimensions innermost first)
+    down_a, down_b = tensors["blk.7.ffn_down.weight.lora_a"], tensors["blk.7.ffn_down.weight.lora_b"]
+    assert list(down_a.shape) == [1536, 8] and list(down_b.shape) == [8, 576]
+    np.testing.assert_array_equal(np.asarray(down_b.data), peft[prefix + "mlp.down_proj.lora_B.weight"])
+    # q and k: B's rows in llama.cpp's rotary order (9 query heads, 3 key-value heads), A as it was
+    for module, name, heads in (("q_proj", "attn_q", 9), ("k_proj", "attn_k", 3)):
+        original = peft[prefix + f"self_attn.{module}.lora_B.weight"]
+        stored = np.asarray(tensors[f"blk.7.{name}.weight.lora_b"].data)
+        np.testing.assert_array_equal(stored, permute_rows(original, heads))
+        assert not np.array_equal(stored, original)
+        np.testing.assert_array_equal(np.asarray(tensors[f"blk.7.{name}.weight.lora_a"].data),
+                                      peft[prefix + f"self_attn.{module}.lora_A.weight"])
+
+
+def test_permute_rows_interleaves_each_heads_rotary_halves() -> None:
+    from mkd.teacher.gguf_adapter import permute_rows
+
+    rows = np.arange(8)[:, None]  # 2 heads of dimension 4: halves (0, 1 | 2, 3) and (4, 5 | 6, 7)
+    assert permute_rows(rows, 2)[:, 0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+
+
+def _judge_many(url: str, pairs: list[tuple[str, str, str]], **settings: object) -> list:
+    async def run() -> list:
+        async with TeacherClient(url, "ellm-rele-local", timeout_s=120.0, **settings) as client:  # type: ignore[arg-type]
+            return [await client.judge(q, t, prefill=prefill) for q, t, prefill in pairs]
+
+    return asyncio.run(run())
+
+
+@pytest.mark.slow  # the torch teacher's load and generation: about 90 s on the shared 2 cores
+def test_served_judgement_probabilities_equal_the_torch_paths(teacher_url: str) -> None:
+    """The same adapter in process (transformers + peft, the path SFT trained) and on llama.cpp: given the torch
+    path's CoT as a prefill, llama.cpp's p(Good), p(Bad) at the judgement token agree within the tolerance; and
+    the greedy CoT the server writes on its own is a scored, parsed judgement."""
+    pytest.importorskip("peft")
+    from mkd.teacher.local import LocalTeacher
+
+    torch_judgements = LocalTeacher(threads=2, max_new_tokens=96).judge(PAIRS)
+    forced = [(j.query, j.title, j.cot[: j.cot.index("Final judgment:") + len("Final judgment:")])
+              for j in torch_judgements]
+    served = _judge_many(teacher_url, forced, endpoint="completions", max_tokens=3)
+    differences = []
+    for mine, reference in zip(served, torch_judgements, strict=True):
+        assert mine.p_good is not None and reference.p_good is not None, (mine.score_reason, reference.cot)
+        differences += [abs(mine.p_good - reference.p_good), abs(mine.p_bad - reference.p_bad)]
+        assert mine.judgement == reference.parsed.explanation.judgement
+    print(f"max |p(llama.cpp) - p(torch)| at the judgement token: {max(differences):.4f}")
+    assert max(differences) <= PROBABILITY_TOLERANCE, differences
+
+    greedy = _judge_many(teacher_url, [(q, t, "") for q, t in PAIRS], max_tokens=96)
+    for result in greedy:
+        assert result.parsed.ok and result.score is not None and result.model == "ellm-rele-local"
+    # where both wrote the same CoT, the chat path read the same probabilities as the torch path
+    same = [(r, j) for r, j in zip(greedy, torch_judgements, strict=True) if r.cot == j.cot]
+    assert same
+    for result, reference in same:
+        assert abs(result.p_good - reference.p_good) <= PROBABILITY_TOLERANCE
+
+
+def test_only_the_teacher_prompt_is_served(teacher_url: str) -> None:
+    from mkd.teacher import teacher_messages
+
+    messages = teacher_messages("drill", "DEWALT Drill")
+    ok = httpx.post(f"{teacher_url}/chat/completions", json={"messages": messages, "max_tokens": 4}, timeout=60)
+    assert ok.status_code == 200 and ok.json()["choices"][0]["finish_reason"] == "length"
+    wrong = [{"role": "system", "content": "You are a pirate."}, messages[1]]
+    refused = httpx.post(f"{teacher_url}/chat/completions", json={"messages": wrong}, timeout=60)
+    assert refused.status_code == 400 and "messages[0]" in refused.text
+    refused = httpx.post(f"{teacher_url}/completions", json={"prompt": "Hello"}, timeout=60)
+    assert refused.status_code == 400 and "prompt" in refused.text
+
+
+def test_teacher_label_endpoint_writes_the_teacher_file(teacher_url: str, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("query\tproduct_title\trelevance\n" + "".join(f"{q}\t{t}\t3.0\n" for q, t in PAIRS[:3]))
+    out = tmp_path / "teacher.jsonl"
+    done = subprocess.run([sys.executable, "-m", "relevance.cli", "teacher", "label", "--pairs", str(pairs),
+                           "--out", str(out), "--endpoint", f"ellm-rele-local={teacher_url}", "--concurrency", "2"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted((r["query"], r["product_title"]) for r in rows) == sorted(PAIRS[:3])
+    assert all(r["score"] is not None and r["judgement"] in ("Good", "Bad") for r in rows)
+    assert json.loads(done.stdout.strip().splitlines()[-1])["out"] == str(out)
+
+
+def test_evaluate_explanations_on_a_small_file(teacher_url: str, tmp_path: Path) -> None:
+    """The evaluator against the real server: 8 test-split pairs from whole queries, compared with the annotator
+    and the shipped ColBERT; every output written and the numbers consistent with the rows."""
+    pairs = tmp_path / "pairs.tsv"
+    lines = (REPO / "data" / "derived" / "test.tsv").read_text().splitlines()[:41]
+    if len(lines) < 41:
+        pytest.skip("no prepared test split (relevance data prepare)")
+    pairs.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "relevance.cli", "teacher", "evaluate-explanations", "--pairs",
+                           str(pairs), "--limit", "8", "--endpoint", f"ellm-rele-local={teacher_url}", "--out",
+                           str(out), "--max-tokens", "96"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {"report.md", "report.json", "results.jsonl", "explanations.png"} <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    n = report["pairs"]
+    assert 8 <= n == len(rows) < 40 and "whole queries" in report["sample"]
+    summary = report["endpoints"]["ellm-rele-local"]
+    assert summary["answered"] == n and summary["latency_ms"]["p50"] > 0
+    assert summary["judgement"]["accuracy"] == pytest.approx(
+        sum(r["judgement"] == ("Good" if r["good"] else "Bad") for r in rows) / n)
+    assert summary["grounding"]["fully_located"] == pytest.approx(sum(r["located"] for r in rows) / n)
+    assert summary["grounding"]["hallucinated_values"] == sum(len(r["hallucinated"]) for r in rows)
+    assert summary["student"]["pairs"] == n and report["student"].startswith("colbert:1")
+    assert all(0.0 <= r["student_score"] <= 1.0 for r in rows)
+    assert report["with_reference"] == sum(r["reference"] is not None for r in rows)
+    assert "| ellm-rele-local |" in (out / "report.md").read_text()
+
+
+# ---- the child process of the gateway ----------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_gate_says_starting_then_exited() -> None:
+    from mkd.teacher.llama_serve import TeacherProcess
+
+    port = free_port()
+    never_ready = TeacherProcess([sys.executable, "-c", "import time; time.sleep(60)"], f"http://127.0.0.1:{port}/v1")
+    try:
+        with pytest.raises(TeacherUnavailable, match="starting") as starting:
+            never_ready.check()
+        assert starting.value.retry_after_s == 2.0
+    finally:
+        assert never_ready.stop(grace_s=2) == -signal.SIGTERM
+    crashed = TeacherProcess([sys.executable, "-c", "raise SystemExit(3)"], f"http://127.0.0.1:{port}/v1")
+    crashed.process.wait(timeout=30)
+    with pytest.raises(TeacherUnavailable, match="exited with code 3"):
+        crashed.check()
+    assert not crashed.wait_ready(1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
+def test_the_local_teacher_never_outlives_the_gateway(sig: signal.Signals, tmp_path: Path) -> None:
+    """`relevance serve` with the embedded defaults starts the llama.cpp teacher as its child; scoring is up at
+    once, /v1/explain answers 503 "starting" and then the teacher's explanation; whatever signal stops the
+    gateway, the child is gone right after."""
+    from tests.service.gateway_process import GatewayProcess, local_settings
+
+    if _missing():
+        pytest.skip(f"the local teacher needs {_missing()}")
+    gateway = GatewayProcess(local_settings(REPO / "model_repository", tmp_path / "index", teacher_local="true",
+                                            teacher_local_threads=2))
+    with gateway:
+        assert gateway.process is not None
+        children = _children(gateway.process.pid)
+        assert len(children) == 1, children
+        (teacher,) = children
+        score = httpx.post(f"{gateway.url}/v1/score", json={"query": "drill", "items": [{"id": "x", "title":
+                                                                                         "DEWALT Drill"}]})
+        assert score.status_code == 200
+        deadline = time.monotonic() + 180
+        while True:
+            answer = httpx.post(f"{gateway.url}/v1/explain", json={"query": PAIRS[0][0], "title": PAIRS[0][1]},
+                                timeout=120)
+            if answer.status_code == 200:
+                break
+            assert answer.status_code == 503 and "starting" in answer.json()["detail"], answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert time.monotonic() < deadline, "the local teacher did not become ready"
+            time.sleep(0.5)
+        assert answer.json()["model"] == "ellm-rele-local" and answer.json()["score"] is not None
+        os.kill(gateway.process.pid, sig)
+        gateway.process.wait(timeout=60)
+        deadline = time.monotonic() + 15
+        while _alive(teacher):
+            assert time.monotonic() < deadline, f"the teacher (pid {teacher}) outlived the gateway ({sig.name})"
+            time.sleep(0.1)
