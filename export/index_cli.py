@@ -45,8 +45,8 @@ def index(
     """Encode catalogue titles with the ColBERT item encoder into the item store; resumable (ids already stored
     for the model version are skipped). The last line printed is the JSON summary."""
     from export.indexer import IndexingError, evaluate_codec, index_catalogue
+    from relevance_core.model_repository import ModelRepositoryError
     from service.core.models import ColBERTModel, load_runtime_model
-    from service.model_repository import ModelRepositoryError
     from service.store import StoreError
 
     store: Any = None

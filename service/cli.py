@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     import uvicorn
 
-    from mkd.teacher.llama_serve import TeacherProcess
+    from relevance_core.teacher.process import TeacherProcess
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
@@ -115,7 +115,7 @@ def _start_local_teacher(settings: Settings) -> TeacherProcess | None:
     Returns at once: ``/v1/explain`` answers 503 until the child answers (`TeacherProcess.check`)."""
     if settings.teacher_url or not settings.teacher_local:
         return None
-    from mkd.teacher.llama_serve import TeacherProcess, missing_requirements
+    from relevance_core.teacher.process import TeacherProcess, missing_requirements
 
     missing = missing_requirements()
     if missing:

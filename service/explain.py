@@ -3,8 +3,8 @@ chain of thought on a (query, title) pair and returns it parsed, aspect by aspec
 teacher's score (eq. 4).
 
 The gateway maps `TeacherUnavailable` to 503 with ``Retry-After: retry_after_s`` (no header when it is None, as
-when no teacher is configured) and `TeacherResponseError` to 502. Torch-free: only httpx, pydantic and mkd's CoT
-grammar and teacher client.
+when no teacher is configured) and `TeacherResponseError` to 502. Torch-free: only httpx, pydantic and
+relevance_core's CoT grammar and teacher client.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from mkd.cot import Judgement
-from mkd.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherResult, TeacherUnavailable
-from mkd.teacher.score import Normalisation
+from relevance_core.cot import Judgement
+from relevance_core.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherResult, TeacherUnavailable
+from relevance_core.teacher.score import Normalisation
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -115,7 +115,7 @@ class Explainer:
     """The gateway's handle on the teacher. With ``base_url`` None no teacher is configured and every `explain`
     raises `TeacherUnavailable` saying so. ``timeout_s`` bounds a whole call, ``retries`` included. ``gate``, when
     given, is called before each call and raises `TeacherUnavailable` while the teacher cannot answer (the local
-    teacher process while it starts: `mkd.teacher.llama_serve.TeacherProcess.check`)."""
+    teacher process while it starts: `relevance_core.teacher.process.TeacherProcess.check`)."""
 
     def __init__(
         self,

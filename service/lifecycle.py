@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from relevance_core.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.core.engine import ScoringEngine
 from service.core.models import ColBERTModel
 from service.health import Health
 from service.metrics import Metrics
-from service.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.settings import Settings
 from service.store import ItemStore, StoreError
 from service.store.factory import open_store, read_active

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from mkd.cot import parse
 from mkd.data import Pair
 from mkd.jsonl import read_jsonl
 from mkd.students.collate import PairExample
+from relevance_core.cot import parse
 
 
 class TeacherFileError(ValueError):

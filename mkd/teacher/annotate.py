@@ -27,12 +27,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mkd.cot import parse, render
 from mkd.data import Pair
 from mkd.jsonl import pending_pairs
 from mkd.teacher.annotator import ROUTES, Annotator
-from mkd.teacher.openai_client import TeacherClient
-from mkd.teacher.prompt import annotation_messages
+from relevance_core.cot import parse, render
+from relevance_core.teacher.openai_client import TeacherClient
+from relevance_core.teacher.prompt import annotation_messages
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from mkd.data import Pair
 from mkd.jsonl import pending_pairs
-from mkd.teacher.openai_client import TeacherClient, TeacherError
+from relevance_core.teacher.openai_client import TeacherClient, TeacherError
 
 
 def _summary(pairs: int, pending: int, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from relevance_core.model_repository import ModelVersion
 from service.health import Health
-from service.model_repository import ModelVersion
 
 
 class TritonUnavailableError(ConnectionError):

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from relevance_core.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.backends import Backend
 from service.core.maxsim import calibrate, maxsim, sigmoid
 from service.core.tokenization import Encoded, Side, StudentTokenizer
-from service.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.store import ItemTokens, unpad_items
 
 Progress = Callable[[int], None]

@@ -3,7 +3,7 @@ stores themselves (Redis; in-process memory-mapped arrays). Items are encoded of
 encoder; the request path reads them back in one round trip.
 
 Keys carry the model version (``<namespace>:<model version>:<item id>``, model version as
-:attr:`service.model_repository.ModelVersion.label`, e.g. ``colbert:1``), so embeddings of two model versions
+:attr:`relevance_core.model_repository.ModelVersion.label`, e.g. ``colbert:1``), so embeddings of two model versions
 never mix.
 """
 

@@ -1,6 +1,6 @@
 """The Redis item store: one Redis string per item, one MGET per request.
 
-Keys (``<model version>`` is :attr:`service.model_repository.ModelVersion.label`, e.g. ``colbert:1``)::
+Keys (``<model version>`` is :attr:`relevance_core.model_repository.ModelVersion.label`, e.g. ``colbert:1``)::
 
     <namespace>:<model version>:<item id>     the item's bytes (see :mod:`service.store.codec`)
     <namespace>:<model version>#codec         the codec its items were encoded with

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from export.triton import read_config
-from service.model_repository import resolve_model
+from relevance_core.model_repository import resolve_model
 
 REPO = Path(__file__).resolve().parents[2]
 REPOSITORY = REPO / "model_repository"

@@ -157,8 +157,8 @@ def test_label_refuses_a_folder_without_an_adapter(tmp_path: Path, vendored_pair
 def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm: Path) -> None:
     import asyncio
 
-    from mkd.teacher.openai_client import TeacherClient, TeacherResponseError
     from mkd.teacher.server import create_teacher_app
+    from relevance_core.teacher.openai_client import TeacherClient, TeacherResponseError
     from tests.ports import serving
 
     teacher = LocalTeacher(str(tiny_lm), adapter=None, max_new_tokens=4)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mkd.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherUnavailable
+from relevance_core.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherUnavailable
 from tests.mkd.teacher.servers import refused_port, replying_server, silent_server
 
 UNAVAILABLE = (503, {}, '{"error": "loading"}')

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mkd.cot.aspects import ASPECTS, canonical_aspect, lookup_aspect
+from relevance_core.cot.aspects import ASPECTS, canonical_aspect, lookup_aspect
 
 TABLE_5 = [
     "category",

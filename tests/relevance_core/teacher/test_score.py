@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mkd.teacher.score import TokenLogprob, TopLogprob, read_judgement, teacher_score
+from relevance_core.teacher.score import TokenLogprob, TopLogprob, read_judgement, teacher_score
 
 probability = st.floats(min_value=0.0, max_value=1.0)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from mkd.cot.grammar import Explanation, parse, render
+from relevance_core.cot.grammar import Explanation, parse, render
 
 cot_app = typer.Typer(no_args_is_help=True)
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from mkd.cot.aspects import ASPECTS
-from mkd.cot.grammar import Explanation, ItemValue, ParseResult, QueryRequirement, find_span, parse, render
+from relevance_core.cot.aspects import ASPECTS
+from relevance_core.cot.grammar import Explanation, ItemValue, ParseResult, QueryRequirement, find_span, parse, render
 
 FIG3_TEXT = (
     "Thinking: query has category requirement:pajamas, material requirement: modal, gender requirement: female; "

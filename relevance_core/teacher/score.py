@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mkd.cot import Judgement
+from relevance_core.cot import Judgement
 
 Normalisation = Literal["softmax", "renormalise"]
 

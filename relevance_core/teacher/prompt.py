@@ -6,16 +6,16 @@ them as OpenAI chat messages:
 - ``teacher_messages(query, title)`` = S + Q + T, the prompt P_LLM (eq. 3) of the fine-tuned teacher, used for SFT,
   pseudo-labelling and the explain API.
 
-Every assistant text here is rendered with `mkd.cot.render`, so the examples are in the exact grammar the parser
-reads. ``chatml_prompt`` renders messages with the ChatML template (SmolLM2, Qwen2) for servers that only offer
-/v1/completions or when an assistant prefix must be continued.
+Every assistant text here is rendered with `relevance_core.cot.render`, so the examples are in the exact grammar
+the parser reads. ``chatml_prompt`` renders messages with the ChatML template (SmolLM2, Qwen2) for servers that
+only offer /v1/completions or when an assistant prefix must be continued.
 """
 
 from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from mkd.cot import ASPECTS, Explanation, ItemValue, QueryRequirement, render
+from relevance_core.cot import ASPECTS, Explanation, ItemValue, QueryRequirement, render
 
 
 class ChatMessage(TypedDict):

@@ -10,7 +10,7 @@ import tokenizers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mkd.cot.alignment import (
+from relevance_core.cot.alignment import (
     BIO_LABELS,
     EvidenceSpan,
     align,
@@ -20,8 +20,15 @@ from mkd.cot.alignment import (
     evidence_spans,
     pair_labels,
 )
-from mkd.cot.grammar import Explanation, parse
-from tests.mkd.cot.test_grammar import ANGLE_QUERY, ANGLE_TEXT, ANGLE_TITLE, FIG3_QUERY, FIG3_TEXT, FIG3_TITLE
+from relevance_core.cot.grammar import Explanation, parse
+from tests.relevance_core.cot.test_grammar import (
+    ANGLE_QUERY,
+    ANGLE_TEXT,
+    ANGLE_TITLE,
+    FIG3_QUERY,
+    FIG3_TEXT,
+    FIG3_TITLE,
+)
 
 
 @pytest.fixture(scope="module")

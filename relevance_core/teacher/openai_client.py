@@ -30,9 +30,9 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from mkd.cot import Judgement, ParseResult, parse
-from mkd.teacher.prompt import ChatMessage, chatml_prompt, teacher_messages
-from mkd.teacher.score import (
+from relevance_core.cot import Judgement, ParseResult, parse
+from relevance_core.teacher.prompt import ChatMessage, chatml_prompt, teacher_messages
+from relevance_core.teacher.score import (
     DEFAULT_MIN_MASS,
     Normalisation,
     TokenLogprob,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mkd.cot import ASPECTS, parse, render
-from mkd.teacher.prompt import (
+from relevance_core.cot import ASPECTS, parse, render
+from relevance_core.teacher.prompt import (
     EXAMPLES,
     SYSTEM_PROMPT,
     annotation_messages,

@@ -4,9 +4,16 @@ import json
 
 from typer.testing import CliRunner
 
-from mkd.cot.grammar import Explanation, parse, render
 from relevance.cli import app
-from tests.mkd.cot.test_grammar import ANGLE_QUERY, ANGLE_TEXT, ANGLE_TITLE, FIG3_QUERY, FIG3_TEXT, FIG3_TITLE
+from relevance_core.cot.grammar import Explanation, parse, render
+from tests.relevance_core.cot.test_grammar import (
+    ANGLE_QUERY,
+    ANGLE_TEXT,
+    ANGLE_TITLE,
+    FIG3_QUERY,
+    FIG3_TEXT,
+    FIG3_TITLE,
+)
 
 runner = CliRunner()
 

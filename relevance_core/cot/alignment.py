@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from mkd.cot.grammar import Explanation
+from relevance_core.cot.grammar import Explanation
 
 BIO_LABELS: MappingProxyType[str, int] = MappingProxyType(
     {"B-rele": 0, "I-rele": 1, "B-irrele": 2, "I-irrele": 3, "O": 4}
@@ -161,7 +161,7 @@ def align(
 ) -> Alignment:
     """BIO labels and attention factors for the query's and the title's tokens, each text encoded on its own
     (as a two-tower / late-interaction student encodes them). The explanation's spans must refer to these texts
-    (as `mkd.cot.grammar.parse` gives them)."""
+    (as `relevance_core.cot.grammar.parse` gives them)."""
     query_spans, title_spans = evidence_spans(explanation)
     query_offsets, _ = _encode(tokenizer, query, None, add_special_tokens)
     title_offsets, _ = _encode(tokenizer, title, None, add_special_tokens)

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from mkd.cot.aspects import canonical_aspect, lookup_aspect
+from relevance_core.cot.aspects import canonical_aspect, lookup_aspect
 
 Judgement = Literal["Good", "Bad"]
 Span = tuple[int, int]
@@ -40,7 +40,7 @@ Value = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 class _Aspected(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    aspect: str = Field(description="Canonical aspect name (see mkd.cot.aspects.ASPECTS).")
+    aspect: str = Field(description="Canonical aspect name (see relevance_core.cot.aspects.ASPECTS).")
     value: Value
 
     @field_validator("aspect")

@@ -3,7 +3,7 @@ labels (`align`), the explain API returns it parsed (`parse`). Pure Python: no t
 
 from __future__ import annotations
 
-from mkd.cot.alignment import (
+from relevance_core.cot.alignment import (
     BIO_LABELS,
     Alignment,
     EvidenceSpan,
@@ -15,8 +15,8 @@ from mkd.cot.alignment import (
     evidence_spans,
     pair_labels,
 )
-from mkd.cot.aspects import ASPECTS, canonical_aspect, lookup_aspect
-from mkd.cot.grammar import (
+from relevance_core.cot.aspects import ASPECTS, canonical_aspect, lookup_aspect
+from relevance_core.cot.grammar import (
     Explanation,
     ItemValue,
     Judgement,

@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from mkd.teacher.assets import SHIPPED_GGUF_ADAPTER, smollm2_gguf
-from mkd.teacher.openai_client import TeacherUnavailable
+from relevance_core.teacher.assets import SHIPPED_GGUF_ADAPTER, smollm2_gguf
+from relevance_core.teacher.openai_client import TeacherUnavailable
 
 log = logging.getLogger("relevance.teacher")
 LOCAL_MODEL = "ellm-rele-local"
