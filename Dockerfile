@@ -17,11 +17,11 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# the gateway's packages only: the shared torch-free core and the service (`relevance` then offers `serve` alone;
+# the offline packages mkd, export and loadtest stay out of the image)
 COPY relevance ./relevance
-COPY mkd ./mkd
+COPY relevance_core ./relevance_core
 COPY service ./service
-COPY export ./export
-COPY loadtest ./loadtest
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/venv \

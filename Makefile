@@ -36,6 +36,7 @@ lint: $(STAMP)
 ## The default test run (slow tests excluded).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
 test-slow: $(STAMP)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mkd.cli import fail
+from relevance_core.console import fail
 
 export_app = typer.Typer(no_args_is_help=True)
 DEFAULT_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from export.cli import DEFAULT_REPOSITORY
-from mkd.cli import fail
-from mkd.data import REPO_ROOT, PairsFileError, derived_dir, load_catalogue
+from relevance_core.console import fail
+from relevance_core.data import PairsFileError, derived_dir, load_catalogue
+from relevance_core.paths import REPO_ROOT
 
 DEFAULT_CATALOGUE = derived_dir() / "catalogue.tsv"
 DEFAULT_STORE_DIR = REPO_ROOT / "data" / "index"  # the gateway's default store_dir
@@ -44,8 +45,8 @@ def index(
     """Encode catalogue titles with the ColBERT item encoder into the item store; resumable (ids already stored
     for the model version are skipped). The last line printed is the JSON summary."""
     from export.indexer import IndexingError, evaluate_codec, index_catalogue
+    from relevance_core.model_repository import ModelRepositoryError
     from service.core.models import ColBERTModel, load_runtime_model
-    from service.model_repository import ModelRepositoryError
     from service.store import StoreError
 
     store: Any = None

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from mkd.data import Product, load_pairs
+from relevance_core.data import Product, load_pairs
 from service.core.maxsim import maxsim
 from service.core.models import ColBERTModel
 from service.store import ItemStore, ItemTokens, pad_items

@@ -1,7 +1,7 @@
 """Student checkpoint → servable model versions: ONNX graphs per precision (with parity and, optionally, the
 test-split cost of each), and a Triton model repository version with its ``config.pbtxt`` and model card.
 
-Each exported version directory is self-contained (see :mod:`service.model_repository`): ``model.onnx``,
+Each exported version directory is self-contained (see :mod:`relevance_core.model_repository`): ``model.onnx``,
 ``serving.json`` (lengths, markers, skip-list, calibration) and ``tokenizer.json``.
 """
 
@@ -28,11 +28,10 @@ from export.onnx import (
     quantize_int8,
 )
 from export.triton import Tensor, TritonModelSpec, write_config
-from mkd.data import REPO_ROOT
 from mkd.students import Student
 from mkd.students.colbert import ColBERTStudent
 from mkd.students.registry import load_student
-from service.model_repository import (
+from relevance_core.model_repository import (
     CONFIG_FILE,
     MODEL_CARD_FILE,
     ONNX_FILE,
@@ -42,6 +41,7 @@ from service.model_repository import (
     list_versions,
     load_version_directory,
 )
+from relevance_core.paths import REPO_ROOT
 
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 EXPORT_RECORD = "export.json"

@@ -16,38 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mkd.data import load_catalogue, load_pairs
-
-
-@dataclass(frozen=True)
-class Workload:
-    queries: list[str]
-    items: list[tuple[str, str]]
-
-
-def load_workload(pairs: Path, catalogue: Path, seed: int = 0) -> Workload:
-    rng = random.Random(seed)
-    queries = sorted({p.query for p in load_pairs(pairs)})
-    rng.shuffle(queries)
-    items = [(p.product_uid, p.product_title) for p in load_catalogue(catalogue)]
-    rng.shuffle(items)
-    return Workload(queries, items)
+from loadtest.openloop import Workload
 
 
 def _bodies(workload: Workload, mode: str, n_requests: int, n_items: int, offset: int) -> list[dict[str, Any]]:
+    """Request bodies ``offset .. offset + n_requests`` of the run (the workload's requests, see
+    :meth:`loadtest.openloop.Workload.request`)."""
     bodies = []
     for r in range(n_requests):
-        query = workload.queries[(offset + r) % len(workload.queries)]
-        start = ((offset + r) * n_items) % max(1, len(workload.items) - n_items)
-        chosen = workload.items[start : start + n_items]
+        query, chosen = workload.request(offset + r, n_items)
         if mode == "cached":
             items = [{"id": uid} for uid, _ in chosen]
         else:

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mkd.data import default_pairs_path, derived_dir
+from relevance_core.data import default_pairs_path, derived_dir
 
 PAIRS = default_pairs_path()
 CATALOGUE = derived_dir() / "catalogue.tsv"
@@ -57,12 +57,17 @@ def bench(
 ) -> None:
     """Latency percentiles and throughput of /v1/score, cached and uncached items, per concurrency. The last
     line printed is the JSON list of cells."""
-    from loadtest.bench import load_workload, run_bench
+    from loadtest.bench import run_bench
+    from loadtest.openloop import LoadTestError, load_workload
 
     bad = sorted(set(mode) - {"cached", "uncached"})
     if bad:
         raise typer.BadParameter(f"unknown mode(s) {bad}; use cached and/or uncached", param_hint="--mode")
-    results = run_bench(url.rstrip("/"), load_workload(pairs, catalog), modes=mode, concurrency=concurrency,
+    try:
+        workload = load_workload([pairs], catalog)
+    except LoadTestError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--pairs" if exc.option == "--queries" else exc.option) from None
+    results = run_bench(url.rstrip("/"), workload, modes=mode, concurrency=concurrency,
                         requests=requests, items=items, warmup=warmup,
                         headers={"X-API-Key": api_key} if api_key else None)
     table = Table(title=f"POST {url}/v1/score, {items} items per request")
@@ -236,8 +241,10 @@ def compare(
     import shlex
     import sys
 
-    from loadtest.compare import TARGETS, CompareSettings, machine_info, prepare, run_compare
+    from loadtest.compare import TARGETS, CompareSettings, run_compare
+    from loadtest.machine import machine_info
     from loadtest.openloop import LoadTestError, default_query_files, load_workload
+    from loadtest.prepare import prepare
     from loadtest.runner import err_console
 
     chosen = targets or list(TARGETS)
@@ -285,7 +292,7 @@ def setup_peer(
 ) -> None:
     """Create the peer server's own virtual environment (infinity-emb from loadtest/peer-requirements.txt, torch
     2.13.0 CPU); infinity-emb's pins conflict with the project's, so it cannot live in .venv."""
-    from loadtest.compare import setup_peer as make
+    from loadtest.prepare import setup_peer as make
     from loadtest.runner import err_console
 
     binary = make(venv, err_console())

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from mkd.data import default_pairs_path, derived_dir, load_catalogue, load_pairs
+from relevance_core.data import default_pairs_path, derived_dir, load_catalogue, load_pairs
 
 Endpoint = Literal["score", "rerank", "explain"]
 Mode = Literal["cached", "titles"]

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mkd.data import (
+from relevance_core.console import fail
+from relevance_core.data import (
     PairsFileError,
     build_catalogue,
     default_pairs_path,
@@ -26,13 +27,6 @@ from mkd.data import (
 data_app = typer.Typer(no_args_is_help=True)
 DEFAULT_PAIRS = default_pairs_path()
 DEFAULT_DERIVED = derived_dir()
-err = Console(stderr=True)
-
-
-def fail(message: str) -> typer.Exit:
-    """Print a one-line error (no traceback) and return the exit (code 2) for the caller to raise."""
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 @data_app.command("prepare")

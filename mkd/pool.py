@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from mkd.bm25 import BM25Index
-from mkd.data import Pair, Product
+from relevance_core.data import Pair, Product
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,16 @@
 """``relevance``: the one console script. Subcommands are grouped by flow; heavy libraries are imported inside
-the commands so that ``relevance --help`` stays fast and the serving path never pulls in torch."""
+the commands so that ``relevance --help`` stays fast and the serving path never pulls in torch.
+
+The serving image installs the gateway only (``relevance_core`` and ``service``, see the Dockerfile): there the
+offline groups (``mkd``, ``export``, ``loadtest``) are absent and ``relevance`` offers ``serve`` alone."""
 
 from __future__ import annotations
 
 import typer
 
-from export.cli import export_app
-from export.index_cli import index
-from loadtest.cli import bench, loadtest_app
-from mkd.cli import data_app, evaluate
-from mkd.cot.cli import cot_app
-from mkd.distill.cli import ablate, train
-from mkd.teacher.cli import teacher_app
 from service.cli import serve
+
+OFFLINE_PACKAGES = ("mkd", "export", "loadtest")
 
 app = typer.Typer(
     name="relevance",
@@ -21,26 +19,45 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(data_app, name="data", help="Offline data flow: splits by query, catalogue, unlabeled BM25 pool.")
-app.add_typer(cot_app, name="cot", help="The CoT grammar: parse and render ELLM-rele explanations.")
-app.add_typer(teacher_app, name="teacher", help="ELLM-rele: CoT annotation (L-LLM endpoints or the local "
-              "stand-in), SFT, pseudo-labelling.")
-app.add_typer(export_app, name="export", help="Students to ONNX (fp32/fp16/int8), a Triton model repository, "
-              "TensorRT plans.")
-app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "
-            "--teacher.")(train)
-app.command("ablate", help="MKD ablations (paper Table 4) of one student: trained alike, scored on the test "
-            "split, one table.")(ablate)
-app.command("index", help="Encode catalogue titles into the item store (Redis or local), resumable.")(index)
 app.command("serve", help="Run the scoring gateway: REST (/v1/score, /v1/rerank, /v1/explain, /v1/items) and "
             "gRPC, with Prometheus metrics.")(serve)
-app.command("bench", help="Closed-loop latency benchmark of a running gateway's /v1/score (cached and uncached "
-            "items).")(bench)
-app.add_typer(loadtest_app, name="loadtest", help="Open-loop load test of the gateway or any /rerank server "
-              "(fixed rate or step mode to saturation), and the side-by-side comparison (compare).")
-app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(
-    evaluate
-)
+
+
+def _add_offline_commands() -> None:
+    """The data, teacher, training, export, index and load-test commands, where their packages are installed."""
+    from export.cli import export_app
+    from export.index_cli import index
+    from loadtest.cli import bench, loadtest_app
+    from mkd.cli import data_app, evaluate
+    from mkd.cot_cli import cot_app
+    from mkd.distill.cli import ablate, train
+    from mkd.teacher.cli import teacher_app
+
+    app.add_typer(data_app, name="data", help="Offline data flow: splits by query, catalogue, unlabeled BM25 pool.")
+    app.add_typer(cot_app, name="cot", help="The CoT grammar: parse and render ELLM-rele explanations.")
+    app.add_typer(teacher_app, name="teacher", help="ELLM-rele: CoT annotation (L-LLM endpoints or the local "
+                  "stand-in), SFT, pseudo-labelling.")
+    app.add_typer(export_app, name="export", help="Students to ONNX (fp32/fp16/int8), a Triton model repository, "
+                  "TensorRT plans.")
+    app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "
+                "--teacher.")(train)
+    app.command("ablate", help="MKD ablations (paper Table 4) of one student: trained alike, scored on the test "
+                "split, one table.")(ablate)
+    app.command("index", help="Encode catalogue titles into the item store (Redis or local), resumable.")(index)
+    app.command("bench", help="Closed-loop latency benchmark of a running gateway's /v1/score (cached and uncached "
+                "items).")(bench)
+    app.add_typer(loadtest_app, name="loadtest", help="Open-loop load test of the gateway or any /rerank server "
+                  "(fixed rate or step mode to saturation), and the side-by-side comparison (compare).")
+    app.command("evaluate", help="Score a labelled pairs TSV with a model and report ROC-AUC, Neg PR-AUC, NDCG@10.")(
+        evaluate
+    )
+
+
+try:
+    _add_offline_commands()
+except ModuleNotFoundError as missing:
+    if (missing.name or "").split(".")[0] not in OFFLINE_PACKAGES:
+        raise
 
 if __name__ == "__main__":
     app()

@@ -12,8 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api.router import ops, v1
+from service.api.router import ops, v1, v2
 from service.explain import Explainer
+from service.handlers import ApiError, Handlers
+from service.handlers.errors import http_status
 from service.lifecycle import Serving
 from service.metrics import Metrics
 from service.middleware import GatewayMiddleware
@@ -49,7 +51,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
         if settings.grpc_port is not None:
             from service.grpc.server import start_grpc
 
-            grpc_server = await start_grpc(lambda: serving.current, settings, metrics)
+            grpc_server = await start_grpc(handlers, settings, metrics, ready=lambda: serving.readiness()[0])
             app.state.grpc_port = grpc_server.port
         metrics_server = None
         if settings.metrics_port is not None:
@@ -82,9 +84,20 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.engine = None
+    app.state.explainer = None
     app.state.shadow = None
+    handlers = Handlers.build(settings, metrics, engine=lambda: app.state.engine,
+                              explainer=lambda: app.state.explainer, shadow=lambda: app.state.shadow)
+    app.state.handlers = handlers
     app.include_router(v1)
+    app.include_router(v2)
     app.include_router(ops)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        """Every handler error, mapped once for HTTP."""
+        status, detail, headers = http_status(exc)
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

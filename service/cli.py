@@ -13,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     import uvicorn
 
-    from mkd.teacher.llama_serve import TeacherProcess
+    from relevance_core.teacher.process import TeacherProcess
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
@@ -31,13 +31,19 @@ def serve(
 ) -> None:
     """Run the scoring gateway (HTTP + gRPC) on embedded defaults unless configured otherwise."""
     import uvicorn
+    from pydantic import ValidationError
 
+    from relevance_core.console import fail
     from service.app import create_app
     from service.settings import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port, "model_repository": model_repository,
                                    "model_version": model_version, "grpc_port": grpc_port}.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())) \
+            from None
     teacher = _start_local_teacher(settings)
     gate = None
     if teacher is not None:
@@ -109,7 +115,7 @@ def _start_local_teacher(settings: Settings) -> TeacherProcess | None:
     Returns at once: ``/v1/explain`` answers 503 until the child answers (`TeacherProcess.check`)."""
     if settings.teacher_url or not settings.teacher_local:
         return None
-    from mkd.teacher.llama_serve import TeacherProcess, missing_requirements
+    from relevance_core.teacher.process import TeacherProcess, missing_requirements
 
     missing = missing_requirements()
     if missing:

@@ -3,8 +3,8 @@ chain of thought on a (query, title) pair and returns it parsed, aspect by aspec
 teacher's score (eq. 4).
 
 The gateway maps `TeacherUnavailable` to 503 with ``Retry-After: retry_after_s`` (no header when it is None, as
-when no teacher is configured) and `TeacherResponseError` to 502. Torch-free: only httpx, pydantic and mkd's CoT
-grammar and teacher client.
+when no teacher is configured) and `TeacherResponseError` to 502. Torch-free: only httpx, pydantic and
+relevance_core's CoT grammar and teacher client.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from mkd.cot import Judgement
-from mkd.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherResult, TeacherUnavailable
-from mkd.teacher.score import Normalisation
+from relevance_core.cot import Judgement
+from relevance_core.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherResult, TeacherUnavailable
+from relevance_core.teacher.score import Normalisation
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput
 
@@ -146,7 +146,7 @@ class Explainer:
     every default `explain` raises `TeacherUnavailable` saying so) and ``others`` (model name → base URL) that a
     request picks by name. ``timeout_s`` bounds a whole call, ``retries`` included. ``gate``, when given, is
     called before each call to the default teacher and raises `TeacherUnavailable` while it cannot answer (the
-    local teacher process while it starts: `mkd.teacher.llama_serve.TeacherProcess.check`)."""
+    local teacher process while it starts: `relevance_core.teacher.process.TeacherProcess.check`)."""
 
     def __init__(
         self,

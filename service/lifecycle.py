@@ -7,9 +7,9 @@ repository when nothing was ever activated), reads the pointer every ``active_po
 the new version beside the old one, switches new requests to it in one assignment and retires the old engine once
 its last request has finished: no request is dropped.
 
-Readiness (``/readyz`` and the ``relevance_ready`` gauge, from one function): the model is loaded, the store
-answers, and the served version has items whenever some version was activated (a version without an index would
-answer every stored id as unknown).
+Readiness (``/readyz`` and the ``relevance_ready`` gauge, from one function): the model is loaded, the encoder
+backend and the store answer (each reports its :class:`~service.health.Health`), and the served version has items
+whenever some version was activated (a version without an index would answer every stored id as unknown).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from relevance_core.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.core.engine import ScoringEngine
 from service.core.models import ColBERTModel
+from service.health import Health
 from service.metrics import Metrics
-from service.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.settings import Settings
 from service.store import ItemStore, StoreError
 from service.store.factory import open_store, read_active
@@ -104,16 +105,12 @@ class Serving:
 
     async def _close(self, engine: ScoringEngine) -> None:
         await engine.stop()
-        close_backend = getattr(engine.model.backend, "close", None)
-        if callable(close_backend):
-            close_backend()
+        engine.model.backend.close()
         if self.fixed_store is None:
-            flush = getattr(engine.store, "flush", None)
-            if callable(flush):  # fold the items written at run time into the index (they are journaled already)
-                try:
-                    await asyncio.to_thread(flush)
-                except (StoreError, OSError):
-                    log.exception("could not persist the store's run-time items")
+            try:  # fold the items written at run time into the index (they are journaled already)
+                await asyncio.to_thread(engine.store.flush)
+            except (StoreError, OSError):
+                log.exception("could not persist the store's run-time items")
             engine.store.close()
 
     # --- lifecycle --------------------------------------------------------------------------------------------
@@ -179,20 +176,27 @@ class Serving:
 
     # --- readiness --------------------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, the /readyz body)."""
+        """(ready, the /readyz body). ``dependencies`` holds each dependency's :class:`~service.health.Health`
+        (``store``, ``encoder``); ready needs both, and the served version indexed when a version was activated."""
         engine = self.current
         if engine is None:
             return False, {"status": "loading"}
-        store_ok = engine.store.ping()
-        body: dict[str, Any] = {"model_version": engine.model_version, "active_version": self.active,
-                                "store": type(engine.store).__name__, "store_ok": store_ok}
-        if not store_ok:
-            return False, {"status": "store unavailable", **body}
-        if self.active is not None:
+        store = engine.store.health()
+        status = "ready" if store.ok else "store unavailable"
+        if store.ok and self.active is not None:
             try:
                 indexed = engine.store.count() > 0
-            except StoreError:
-                return False, {"status": "store unavailable", **body, "store_ok": False}
-            if not indexed:
-                return False, {"status": f"no index for {engine.model_version}", **body}
-        return True, {"status": "ready", **body}
+            except StoreError as exc:
+                store, status = Health(False, f"{store.detail}: {exc}"), "store unavailable"
+            else:
+                if not indexed:
+                    status = f"no index for {engine.model_version}"
+                    store = Health(False, f"{store.detail}: {status}")
+        encoder = engine.model.backend.health()
+        if status == "ready" and not encoder.ok:
+            status = "encoder unavailable"
+        body: dict[str, Any] = {"status": status, "model_version": engine.model_version,
+                                "active_version": self.active, "store": type(engine.store).__name__,
+                                "store_ok": status != "store unavailable",
+                                "dependencies": {"store": store.to_dict(), "encoder": encoder.to_dict()}}
+        return status == "ready", body

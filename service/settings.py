@@ -1,6 +1,6 @@
 """All gateway settings in one place (pydantic-settings): every field can be set by an environment variable
 ``RELEVANCE_<FIELD>`` (e.g. ``RELEVANCE_STORE=redis``, ``RELEVANCE_API_KEYS='["k1","k2"]'``) or a ``.env`` file.
-``REDIS_URL`` is also honoured, as design.md promises: when set and ``store`` is left at ``auto``, the Redis
+``REDIS_URL`` is also honoured, as docs/architecture.md says: when set and ``store`` is left at ``auto``, the Redis
 store is used."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from relevance_core.paths import REPO_ROOT
 
 
 class Settings(BaseSettings):
@@ -122,6 +122,17 @@ class Settings(BaseSettings):
         2.0, ge=0.0, description="How often the store's active pointer is read; when it moves to another version "
                                  "the gateway loads it and switches (0 = never; a pinned model_version never "
                                  "switches).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Settings that are valid one by one but not together fail here, at load, naming the field to set."""
+        if self.store == "redis" and not self.redis_url:
+            raise ValueError("redis_url: store=redis needs a Redis URL (RELEVANCE_REDIS_URL or REDIS_URL)")
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(f"grpc_port: {self.grpc_port} is also the HTTP port")
+        if self.metrics_port and self.metrics_port in (self.port, self.grpc_port):
+            raise ValueError(f"metrics_port: {self.metrics_port} is also the HTTP or gRPC port")
+        return self
 
     @property
     def store_kind(self) -> Literal["local", "redis"]:

@@ -57,7 +57,7 @@ class ShadowSampler:
             return None
         titles: dict[str, str] = {}
         if settings.shadow_catalog is not None:
-            from mkd.data import load_catalogue
+            from relevance_core.data import load_catalogue
 
             titles = {p.product_uid: p.product_title for p in load_catalogue(settings.shadow_catalog)}
         return cls(explainer, metrics, rate=settings.shadow_rate, queue_size=settings.shadow_queue_size,

@@ -1,23 +1,17 @@
-"""Free TCP ports for the servers the tests start, and an ASGI app served in a thread."""
+"""Free TCP ports for the servers the tests start (:func:`relevance_core.net.free_port`), and an ASGI app served
+in a thread."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from relevance_core.net import free_port
 
-def free_port(taken: tuple[int, ...] = ()) -> int:
-    """A TCP port nothing listens on (bound once by the OS, then released), other than ``taken``."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in taken:
-            return port
+__all__ = ["free_port", "serving"]
 
 
 @contextmanager

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mkd.cli import fail
-from mkd.data import PairsFileError, derived_dir
+from relevance_core.console import fail
+from relevance_core.data import PairsFileError, derived_dir
 
 TRAIN_PAIRS = derived_dir() / "train.tsv"
 VALID_PAIRS = derived_dir() / "valid.tsv"

@@ -8,7 +8,6 @@ same (query, product_title); the remaining rows are the unlabeled pool.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -17,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from mkd.cot import parse
-from mkd.data import Pair
+from mkd.jsonl import read_jsonl
 from mkd.students.collate import PairExample
+from relevance_core.cot import parse
+from relevance_core.data import Pair
 
 
 class TeacherFileError(ValueError):
@@ -51,42 +51,29 @@ def _probability(row: dict[str, Any], name: str, where: str, *, required: bool) 
 
 def load_teacher(path: str | os.PathLike[str]) -> list[TeacherRow]:
     """Read and validate a teacher JSONL file (blank lines allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TeacherFileError(f"{path}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TeacherFileError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise TeacherFileError(f"{where}: expected a JSON object")
-            texts = []
-            for name in ("query", "product_title"):
-                text = row.get(name)
-                if not isinstance(text, str) or not text.strip():
-                    raise TeacherFileError(f"{where}: field {name!r}: missing or empty")
-                texts.append(text.strip())
-            if "score" in row and row["score"] is None:  # the teacher gave no judgement (score_reason says why)
-                continue
-            cot = row.get("cot")
-            if cot is not None and not isinstance(cot, str):
-                raise TeacherFileError(f"{where}: field 'cot': expected a string")
-            relevance = row.get("relevance")
-            if relevance not in (None, "") and (isinstance(relevance, bool) or not isinstance(relevance, int | float)):
-                raise TeacherFileError(f"{where}: field 'relevance': {relevance!r} is not a number")
-            rows.append(TeacherRow(
-                query=texts[0], product_title=texts[1], cot=cot or None,
-                p_good=_probability(row, "p_good", where, required=False),
-                p_bad=_probability(row, "p_bad", where, required=False),
-                score=_probability(row, "score", where, required=True),  # type: ignore[arg-type]
-                relevance=None if relevance in (None, "") else float(relevance),
-            ))
+    for where, row in read_jsonl(Path(path), TeacherFileError):
+        texts = []
+        for name in ("query", "product_title"):
+            text = row.get(name)
+            if not isinstance(text, str) or not text.strip():
+                raise TeacherFileError(f"{where}: field {name!r}: missing or empty")
+            texts.append(text.strip())
+        if "score" in row and row["score"] is None:  # the teacher gave no judgement (score_reason says why)
+            continue
+        cot = row.get("cot")
+        if cot is not None and not isinstance(cot, str):
+            raise TeacherFileError(f"{where}: field 'cot': expected a string")
+        relevance = row.get("relevance")
+        if relevance not in (None, "") and (isinstance(relevance, bool) or not isinstance(relevance, int | float)):
+            raise TeacherFileError(f"{where}: field 'relevance': {relevance!r} is not a number")
+        rows.append(TeacherRow(
+            query=texts[0], product_title=texts[1], cot=cot or None,
+            p_good=_probability(row, "p_good", where, required=False),
+            p_bad=_probability(row, "p_bad", where, required=False),
+            score=_probability(row, "score", where, required=True),  # type: ignore[arg-type]
+            relevance=None if relevance in (None, "") else float(relevance),
+        ))
     return rows
 
 

@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,13 +30,14 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from transformers import PretrainedConfig
 
-from mkd.data import REPO_ROOT, Pair, load_pairs, sha256_file
 from mkd.distill.losses import default_lambdas, mkd_loss
 from mkd.distill.teacher import build_examples, load_teacher
 from mkd.evaluation.metrics import compute_metrics
 from mkd.students import Family, Student, StudentCollator, build_student
 from mkd.students.config import DEFAULT_BACKBONE
 from mkd.students.scoring import predict_p_good
+from relevance_core.data import Pair, load_pairs
+from relevance_core.provenance import git_commit, sha256_file
 
 RECORD_FILE = "training.json"
 BEST_DIR = "best"
@@ -80,16 +80,6 @@ class TrainConfig:
 
     def resolved_lambdas(self) -> tuple[float, float, float]:
         return self.lambdas if self.lambdas is not None else default_lambdas(self.family)
-
-
-def git_commit() -> str | None:
-    """The repository's HEAD commit, or None outside a git checkout."""
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                                timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
 
 
 def _file_record(path: Path, rows: int) -> dict[str, Any]:

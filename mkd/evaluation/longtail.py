@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from mkd.data import normalise_query
+from relevance_core.data import normalise_query
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 

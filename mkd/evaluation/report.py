@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from mkd.data import Pair, default_pairs_path, load_pairs, split_pairs, write_pairs
 from mkd.evaluation.longtail import LongTail
 from mkd.evaluation.metrics import compute_metrics
 from mkd.evaluation.scorers import PairScorer, load_scorer
+from relevance_core.data import Pair, default_pairs_path, load_pairs, split_pairs, write_pairs
 
 
 def reference_long_tail(min_queries: int = 3) -> LongTail:

@@ -11,10 +11,9 @@ import numpy as np
 from tqdm import tqdm
 
 from mkd.bm25 import BM25Index
-from mkd.data import Pair
 from mkd.teacher.committee import COMMITTEE_FILE
-from mkd.teacher.score import Normalisation, teacher_score
-from service.model_repository import (
+from relevance_core.data import Pair
+from relevance_core.model_repository import (
     SERVING_FILE,
     ModelRepositoryError,
     ModelVersion,
@@ -22,6 +21,7 @@ from service.model_repository import (
     load_version_directory,
     resolve_model,
 )
+from relevance_core.teacher.score import Normalisation, teacher_score
 
 
 class PairScorer(Protocol):

@@ -104,9 +104,17 @@ def mean_pool(states: Tensor, mask: Tensor) -> Tensor:
 
 
 class Student(nn.Module, ABC):
-    """Base of the four families. Subclasses set ``family`` and implement ``forward``."""
+    """Base of the four families. Subclasses set ``family`` and implement ``forward``; defining one registers it
+    (:attr:`families`), so loading a checkpoint needs no import of the family modules from here (they import
+    this module: the package ``mkd.students`` imports them all)."""
 
     family: ClassVar[str]
+    families: ClassVar[dict[str, type[Student]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__:
+            Student.families[cls.family] = cls
 
     def __init__(self, config: StudentConfig, encoder: PreTrainedModel, tokenizer: Any) -> None:
         super().__init__()
@@ -144,9 +152,11 @@ class Student(nn.Module, ABC):
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Student:
         """Load a checkpoint; on a family class, also check that the checkpoint is of that family."""
-        from mkd.students.registry import load_student  # the registry imports every family module
-
-        student = load_student(directory)
+        directory = Path(directory)
+        config = StudentConfig.load(directory)
+        if config.family not in Student.families:
+            raise ValueError(f"{directory}: unknown student family {config.family!r}")
+        student = Student.families[config.family].from_parts(config, directory)
         if not isinstance(student, cls):
             raise ValueError(f"{directory} holds a {student.config.family!r} student, not a {cls.__name__}")
         return student

@@ -10,7 +10,7 @@ Token layouts (lengths from :class:`StudentConfig`, sequences padded to the long
 Batch keys: ``label`` and ``teacher_p_good`` (B,) float, NaN where absent (1.0 = Good). Two-tower:
 ``q_input_ids``, ``q_attention_mask``, ``t_input_ids``, ``t_attention_mask`` and the CoT attention factors
 ``q_factors`` / ``t_factors`` (+1 relevant, -1 irrelevant evidence, 0 no factor). Cross-encoder: ``input_ids``,
-``attention_mask``, ``token_type_ids``, the BIO tag ids ``tags`` (mkd.cot.BIO_LABELS; "O" where untagged) and
+``attention_mask``, ``token_type_ids``, the BIO tag ids ``tags`` (relevance_core.cot.BIO_LABELS; "O" where untagged) and
 the two CRF chains ``q_tag_mask`` / ``t_tag_mask`` (the query's and the title's tokens; all False without a CoT).
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mkd.cot import BIO_LABELS, EvidenceSpan, Explanation, attention_factors, evidence_spans, pair_labels
 from mkd.students.config import StudentConfig
+from relevance_core.cot import BIO_LABELS, EvidenceSpan, Explanation, attention_factors, evidence_spans, pair_labels
 
 OUTSIDE = BIO_LABELS["O"]
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import string
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from relevance_core.versioned import load_versioned
 
 Family = Literal["colbert", "cross", "sbert", "poly"]
 FAMILIES: tuple[Family, ...] = ("colbert", "cross", "sbert", "poly")
@@ -57,14 +59,7 @@ class StudentConfig:
 
     @classmethod
     def load(cls, directory: Path) -> StudentConfig:
-        data = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory / CONFIG_FILE}: unsupported format_version {data.get('format_version')!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{directory / CONFIG_FILE}: unknown field(s) {', '.join(unknown)}")
-        return cls(**data)
+        return load_versioned(cls, directory / CONFIG_FILE, FORMAT_VERSION)
 
 
 def family_defaults(family: Family) -> dict[str, Any]:

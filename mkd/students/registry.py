@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -41,8 +40,4 @@ def build_student(family: Family, backbone: str | os.PathLike[str] | PretrainedC
 
 def load_student(directory: str | os.PathLike[str]) -> Student:
     """Load a checkpoint written by :meth:`Student.save_pretrained` (any family)."""
-    directory = Path(directory)
-    config = StudentConfig.load(directory)
-    if config.family not in STUDENT_CLASSES:
-        raise ValueError(f"{directory}: unknown student family {config.family!r}")
-    return STUDENT_CLASSES[config.family].from_parts(config, directory)
+    return Student.load(directory)

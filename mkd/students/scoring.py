@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mkd.data import Pair
 from mkd.students.base import Student
 from mkd.students.collate import PairExample, StudentCollator
 from mkd.students.registry import load_student
+from relevance_core.data import Pair
 
 
 def predict_p_good(student: Student, pairs: Sequence[tuple[str, str]], *, batch_size: int = 256,

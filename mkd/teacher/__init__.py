@@ -3,7 +3,7 @@ OpenAI-compatible API (`openai_client`). Nothing here imports torch: the gateway
 
 from __future__ import annotations
 
-from mkd.teacher.openai_client import (
+from relevance_core.teacher.openai_client import (
     Endpoint,
     TeacherClient,
     TeacherError,
@@ -11,7 +11,7 @@ from mkd.teacher.openai_client import (
     TeacherResult,
     TeacherUnavailable,
 )
-from mkd.teacher.prompt import (
+from relevance_core.teacher.prompt import (
     EXAMPLES,
     SYSTEM_PROMPT,
     ChatMessage,
@@ -19,7 +19,7 @@ from mkd.teacher.prompt import (
     chatml_prompt,
     teacher_messages,
 )
-from mkd.teacher.score import (
+from relevance_core.teacher.score import (
     JudgementReading,
     Normalisation,
     TeacherScore,

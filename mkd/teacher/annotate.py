@@ -27,11 +27,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mkd.cot import parse, render
-from mkd.data import Pair
+from mkd.jsonl import pending_pairs
 from mkd.teacher.annotator import ROUTES, Annotator
-from mkd.teacher.openai_client import TeacherClient
-from mkd.teacher.prompt import annotation_messages
+from relevance_core.cot import parse, render
+from relevance_core.data import Pair
+from relevance_core.teacher.openai_client import TeacherClient
+from relevance_core.teacher.prompt import annotation_messages
 
 
 @dataclass(frozen=True)
@@ -90,16 +91,6 @@ class AnnotationSummary:
             "item_values_by_aspect": dict(sorted(self.item_aspects.items())),
             "errors": self.errors[:10],
         }
-
-
-def pending_pairs(pairs: Sequence[Pair], out: Path) -> list[Pair]:
-    """The pairs of ``pairs`` that the JSONL ``out`` (an annotation or teacher file being appended to) does not
-    hold yet: what a resumed run still has to do."""
-    done = set()
-    if out.is_file():
-        with out.open(encoding="utf-8") as handle:
-            done = {(r["query"], r["product_title"]) for r in map(json.loads, filter(str.strip, handle))}
-    return [p for p in pairs if (p.query, p.product_title) not in done]
 
 
 def _row(pair: Pair, cot: str | None, judgement: str | None, samples: int, parsed: int,

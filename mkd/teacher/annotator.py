@@ -1,7 +1,7 @@
 """A programmatic stand-in for the larger annotating LLM (L-LLM, paper §3.2.1).
 
 No model larger than 135M parameters can be had here, so CoT annotations for the teacher's SFT are built by rules
-from spans of the query and the title, in exactly the grammar an L-LLM is asked to write (`mkd.cot.render`):
+from spans of the query and the title, in exactly the grammar an L-LLM is asked to write (`relevance_core.cot.render`):
 
 - brand: a lexicon of brands read off the catalogue's title prefixes (`Lexicons.from_titles`);
 - model number: query tokens mixing letters and digits, or long digit runs (SKUs);
@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mkd.cot import Explanation, ItemValue, Judgement, QueryRequirement, render
+from relevance_core.cot import Explanation, ItemValue, Judgement, QueryRequirement, render
 
 ROUTES: tuple[str, ...] = ("strict", "main-parts", "lenient", "product-only")
 """The annotator's routes, tried in this order."""
@@ -390,7 +390,7 @@ def _unit(text: str) -> str | None:
 
 def _title_span_text(title: str, value: str) -> str | None:
     """The title's own text for ``value`` (found case-, space- and punctuation-insensitively), or None."""
-    from mkd.cot import find_span
+    from relevance_core.cot import find_span
 
     span = find_span(value, title) if value.strip() else None
     return None if span is None else title[span[0] : span[1]]

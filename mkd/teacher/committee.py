@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mkd.data import REPO_ROOT, Pair, sha256_file
-from mkd.teacher.annotate import pending_pairs
+from mkd.jsonl import pending_pairs
 from mkd.teacher.annotator import Annotator
+from relevance_core.data import Pair
+from relevance_core.paths import REPO_ROOT
+from relevance_core.provenance import sha256_file
 
 COMMITTEE_FILE = "committee.json"
 EPS = 1e-6

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from mkd.cli import fail
-from mkd.data import Pair, PairsFileError, derived_dir, load_catalogue, load_pairs
+from relevance_core.console import fail
+from relevance_core.data import Pair, PairsFileError, derived_dir, load_catalogue, load_pairs
 
 committee_app = typer.Typer(no_args_is_help=True)
 CATALOGUE = derived_dir() / "catalogue.tsv"

@@ -6,8 +6,8 @@ Per endpoint, over the same pairs (asked one at a time, so the latencies are tho
 - **judgement**: ROC-AUC of the eq. 4 score against the human label (Good = relevance > 2; a pair without a score
   counts 0.5), accuracy of the written judgement (none written counts wrong), the share judged Good;
 - **grounding**: the share of CoTs that parse with every value located — each requirement in the query, each item
-  value in the title (`mkd.cot.parse` locates them); a value found in neither is *hallucinated*, counted by aspect
-  with examples;
+  value in the title (`relevance_core.cot.parse` locates them); a value found in neither is *hallucinated*,
+  counted by aspect with examples;
 - **aspects against the annotator**: per aspect, precision and recall of the requirements and of the item values
   against the programmatic annotator's label-consistent CoT (`mkd.teacher.annotator`; pairs it has one for): a
   requirement is right when the reference has one of the same aspect on an overlapping span of the query, an item
@@ -34,10 +34,10 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from mkd.cot import Explanation, parse, render
-from mkd.data import Pair
 from mkd.evaluation.metrics import roc_auc
-from mkd.teacher.openai_client import TeacherClient, TeacherError, TeacherResult
+from relevance_core.cot import Explanation, parse, render
+from relevance_core.data import Pair
+from relevance_core.teacher.openai_client import TeacherClient, TeacherError, TeacherResult
 
 GOOD_AT = 0.5
 """A score at or above this is a Good label (the student's; the gateway's default ``good_threshold``)."""

@@ -19,9 +19,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mkd.data import Pair
-from mkd.teacher.annotate import pending_pairs
-from mkd.teacher.openai_client import TeacherClient, TeacherError
+from mkd.jsonl import pending_pairs
+from relevance_core.data import Pair
+from relevance_core.teacher.openai_client import TeacherClient, TeacherError
 
 
 def _summary(pairs: int, pending: int, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

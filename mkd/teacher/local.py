@@ -33,9 +33,9 @@ from transformers import (
     StaticCache,
 )
 
-from mkd.cot import ParseResult, parse
-from mkd.teacher.assets import END_OF_TURN, SHIPPED_ADAPTER, SMOLLM2, pair_text, prefix_text, smollm2_gguf
-from mkd.teacher.score import Normalisation, TokenLogprob, TopLogprob, read_judgement, teacher_score
+from relevance_core.cot import ParseResult, parse
+from relevance_core.teacher.assets import END_OF_TURN, SHIPPED_ADAPTER, SMOLLM2, pair_text, prefix_text, smollm2_gguf
+from relevance_core.teacher.score import Normalisation, TokenLogprob, TopLogprob, read_judgement, teacher_score
 
 
 def _location(base: str) -> tuple[str | Path, dict[str, str]]:

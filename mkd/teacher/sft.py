@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mkd.data import sha256_file
-from mkd.distill.train import git_commit
+from mkd.jsonl import read_jsonl
 from mkd.teacher.local import END_OF_TURN, SMOLLM2, PrefixCache, load_base, pair_text, prefix_text
+from relevance_core.provenance import git_commit, sha256_file
 
 IGNORE = -100
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -66,20 +66,14 @@ class SFTConfig:
 
 def load_annotations(path: Path) -> list[tuple[str, str, str]]:
     """(query, title, CoT) of the rows of an annotation file that kept a label-consistent CoT."""
-    if not path.is_file():
-        raise AnnotationFileError(f"{path}: no such file")
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                query, title, cot = row["query"], row["product_title"], row.get("cot")
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise AnnotationFileError(f"{path}:{number}: not an annotation row ({error!r})") from None
-            if cot:
-                examples.append((query, title, cot))
+    for where, row in read_jsonl(path, AnnotationFileError):
+        try:
+            query, title, cot = row["query"], row["product_title"], row.get("cot")
+        except KeyError as error:
+            raise AnnotationFileError(f"{where}: not an annotation row ({error!r})") from None
+        if cot:
+            examples.append((query, title, cot))
     if not examples:
         raise AnnotationFileError(f"{path}: no row with a CoT")
     return examples

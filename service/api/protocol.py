@@ -111,6 +111,32 @@ class RerankResponse(BaseModel):
     meta: dict[str, object] = Field(default_factory=dict)
 
 
+class RerankV2Request(BaseModel):
+    """Cohere's v2 rerank request (``cohere.ClientV2.rerank``): documents are plain strings; ``model``,
+    ``max_tokens_per_doc`` and ``priority`` are accepted (the served model and its title length apply)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: Text | None = None
+    query: NonBlank
+    documents: list[NonBlank] = Field(min_length=1)
+    top_n: StrictInt | None = Field(None, ge=1)
+    max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
+
+    _query = field_validator("query")(_not_blank)
+
+
+class RerankV2Result(BaseModel):
+    index: int
+    relevance_score: float
+
+
+class RerankV2Response(BaseModel):
+    id: str
+    results: list[RerankV2Result]
+    meta: dict[str, object] = Field(default_factory=dict)
+
+
 class UpsertItem(_Strict):
     id: ItemId
     title: NonBlank

@@ -7,6 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
+from service.health import Health
+
 
 class Backend(Protocol):
     """Runs one model graph: named int64 inputs → its single output array."""
@@ -14,3 +16,11 @@ class Backend(Protocol):
     input_names: tuple[str, ...]
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+    def health(self) -> Health:
+        """Whether the graph can run now (readiness); cheap enough for every ``/readyz``."""
+        ...
+
+    def close(self) -> None:
+        """Release the session or the connections; the backend is not used afterwards."""
+        ...

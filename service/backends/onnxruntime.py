@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.health import Health
+
 CPU = "CPUExecutionProvider"
 
 
@@ -27,3 +29,10 @@ class OnnxRuntimeBackend:
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         (output,) = self.session.run([self.output_name], {name: feed[name] for name in self.input_names})
         return np.asarray(output)
+
+    def health(self) -> Health:
+        """In process: the session loaded at start-up is there until :meth:`close`."""
+        return Health(True, f"ONNX Runtime in process ({', '.join(self.session.get_providers())})")
+
+    def close(self) -> None:
+        """Nothing to release but memory: the session goes with the object."""

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.model_repository import ModelVersion
+from relevance_core.model_repository import ModelVersion
+from service.health import Health
 
 
 class TritonUnavailableError(ConnectionError):
@@ -85,6 +86,15 @@ class TritonBackend:
         result = self.client.infer(self.model_name, inputs, model_version=self.version, outputs=outputs,
                                    **self._timeout)
         return np.asarray(result.as_numpy(self.output_name))
+
+    def health(self) -> Health:
+        """Triton's readiness of this model version (one call, within the client timeout)."""
+        try:
+            ready = bool(self.client.is_model_ready(self.model_name, self.version, **self._timeout))
+        except Exception as exc:  # any client or transport error means: not ready now
+            return Health(False, f"triton {self.url}: {type(exc).__name__}: {exc}")
+        return Health(ready, f"triton {self.url} {self.model_name}/{self.version} "
+                             + ("ready" if ready else "not ready"))
 
     def close(self) -> None:
         with self._lock:

@@ -89,7 +89,7 @@ class ScoringEngine:
         self._special = {i for i in (meta.cls_id, meta.sep_id, meta.pad_id, meta.query_marker_id,
                                      meta.item_marker_id) if i is not None}
         self._write_backs: set[asyncio.Task[None]] = set()
-        self._store_in_process = bool(getattr(store, "in_process", False))
+        self._store_in_process = store.in_process
         self.in_flight = 0  # score and upsert calls running (a retired engine stops when none is left)
 
     # --- lifecycle --------------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from relevance_core.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.backends import Backend
 from service.core.maxsim import calibrate, maxsim, sigmoid
 from service.core.tokenization import Encoded, Side, StudentTokenizer
-from service.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.store import ItemTokens, unpad_items
 
 Progress = Callable[[int], None]
@@ -69,10 +69,6 @@ class ColBERTModel:
         """Each title's token embeddings trimmed to its real tokens, as the item store keeps them."""
         batch = self.encode_items(titles)
         return unpad_items(batch.vectors, batch.mask, batch.input_ids, self.meta.pad_id)
-
-    def similarity(self, queries: TokenEmbeddings, items: TokenEmbeddings) -> np.ndarray:
-        """Paired MaxSim (B,), or one query (B=1) against every item."""
-        return maxsim(queries.vectors, queries.mask, items.vectors, items.mask)
 
     def probability(self, similarity: np.ndarray) -> np.ndarray:
         return calibrate(similarity, self.meta.calibration_scale, self.meta.calibration_bias)

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from tokenizers import Tokenizer
 
-from service.model_repository import ServingMeta
+from relevance_core.model_repository import ServingMeta
 
 Side = Literal["query", "item"]
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0frelevance.proto\x12\x0crelevance.v1\"0\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05title\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_title\"R\n\x0cScoreRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.relevance.v1.Item\x12\x10\n\x08\x65vidence\x18\x03 \x01(\x08\"H\n\x08\x45vidence\x12\x13\n\x0bquery_token\x18\x01 \x01(\t\x12\x13\n\x0btitle_token\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\"\x8d\x01\n\tItemScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05score\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12(\n\x08\x65vidence\x18\x06 \x03(\x0b\x32\x16.relevance.v1.EvidenceB\x08\n\x06_score\"\xe5\x01\n\rScoreResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\'\n\x06scores\x18\x02 \x03(\x0b\x32\x17.relevance.v1.ItemScore\x12\x10\n\x08n_scored\x18\x03 \x01(\x05\x12\x10\n\x08n_errors\x18\x04 \x01(\x05\x12>\n\ntimings_ms\x18\x05 \x03(\x0b\x32*.relevance.v1.ScoreResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32M\n\tRelevance\x12@\n\x05Score\x12\x1a.relevance.v1.ScoreRequest\x1a\x1b.relevance.v1.ScoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0frelevance.proto\x12\x0crelevance.v1\"0\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05title\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_title\"R\n\x0cScoreRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.relevance.v1.Item\x12\x10\n\x08\x65vidence\x18\x03 \x01(\x08\"H\n\x08\x45vidence\x12\x13\n\x0bquery_token\x18\x01 \x01(\t\x12\x13\n\x0btitle_token\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\"\x8d\x01\n\tItemScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05score\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12(\n\x08\x65vidence\x18\x06 \x03(\x0b\x32\x16.relevance.v1.EvidenceB\x08\n\x06_score\"\xe5\x01\n\rScoreResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\'\n\x06scores\x18\x02 \x03(\x0b\x32\x17.relevance.v1.ItemScore\x12\x10\n\x08n_scored\x18\x03 \x01(\x05\x12\x10\n\x08n_errors\x18\x04 \x01(\x05\x12>\n\ntimings_ms\x18\x05 \x03(\x0b\x32*.relevance.v1.ScoreResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"O\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x03(\t\x12\x12\n\x05top_n\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_top_n\"6\n\x0cRerankResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x17\n\x0frelevance_score\x18\x02 \x01(\x01\"\xc7\x01\n\x0eRerankResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.relevance.v1.RerankResult\x12?\n\ntimings_ms\x18\x03 \x03(\x0b\x32+.relevance.v1.RerankResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\".\n\x0e\x45xplainRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\"\"\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\"\x8a\x02\n\x0e\x41spectEvidence\x12\x0e\n\x06\x61spect\x18\x01 \x01(\t\x12\x18\n\x0bquery_value\x18\x02 \x01(\tH\x00\x88\x01\x01\x12+\n\nquery_span\x18\x03 \x01(\x0b\x32\x12.relevance.v1.SpanH\x01\x88\x01\x01\x12\x17\n\nitem_value\x18\x04 \x01(\tH\x02\x88\x01\x01\x12*\n\titem_span\x18\x05 \x01(\x0b\x32\x12.relevance.v1.SpanH\x03\x88\x01\x01\x12\x14\n\x07matches\x18\x06 \x01(\x08H\x04\x88\x01\x01\x42\x0e\n\x0c_query_valueB\r\n\x0b_query_spanB\r\n\x0b_item_valueB\x0c\n\n_item_spanB\n\n\x08_matches\"\xe4\x03\n\x0f\x45xplainResponse\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0b\n\x03\x63ot\x18\x03 \x01(\t\x12\x16\n\tjudgement\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06reason\x18\x05 \x01(\tH\x01\x88\x01\x01\x12-\n\x07\x61spects\x18\x06 \x03(\x0b\x32\x1c.relevance.v1.AspectEvidence\x12\x11\n\x04note\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x12\n\x05score\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x13\n\x06p_good\x18\t \x01(\x01H\x04\x88\x01\x01\x12\x12\n\x05p_bad\x18\n \x01(\x01H\x05\x88\x01\x01\x12\x15\n\rnormalisation\x18\x0b \x01(\t\x12\x19\n\x0cscore_reason\x18\x0c \x01(\tH\x06\x88\x01\x01\x12\x10\n\x08parse_ok\x18\r \x01(\x08\x12\x14\n\x0cparse_errors\x18\x0e \x03(\t\x12\x16\n\x0eparse_warnings\x18\x0f \x03(\t\x12\r\n\x05model\x18\x10 \x01(\t\x12\x12\n\nlatency_ms\x18\x11 \x01(\x01\x12\x13\n\x0bresult_json\x18\x12 \x01(\tB\x0c\n\n_judgementB\t\n\x07_reasonB\x07\n\x05_noteB\x08\n\x06_scoreB\t\n\x07_p_goodB\x08\n\x06_p_badB\x0f\n\r_score_reason2\xda\x01\n\tRelevance\x12@\n\x05Score\x12\x1a.relevance.v1.ScoreRequest\x1a\x1b.relevance.v1.ScoreResponse\x12\x43\n\x06Rerank\x12\x1b.relevance.v1.RerankRequest\x1a\x1c.relevance.v1.RerankResponse\x12\x46\n\x07\x45xplain\x12\x1c.relevance.v1.ExplainRequest\x1a\x1d.relevance.v1.ExplainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCORERESPONSE_TIMINGSMSENTRY']._loaded_options = None
   _globals['_SCORERESPONSE_TIMINGSMSENTRY']._serialized_options = b'8\001'
+  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._loaded_options = None
+  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._serialized_options = b'8\001'
   _globals['_ITEM']._serialized_start=33
   _globals['_ITEM']._serialized_end=81
   _globals['_SCOREREQUEST']._serialized_start=83
@@ -45,6 +47,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCORERESPONSE']._serialized_end=615
   _globals['_SCORERESPONSE_TIMINGSMSENTRY']._serialized_start=567
   _globals['_SCORERESPONSE_TIMINGSMSENTRY']._serialized_end=615
-  _globals['_RELEVANCE']._serialized_start=617
-  _globals['_RELEVANCE']._serialized_end=694
+  _globals['_RERANKREQUEST']._serialized_start=617
+  _globals['_RERANKREQUEST']._serialized_end=696
+  _globals['_RERANKRESULT']._serialized_start=698
+  _globals['_RERANKRESULT']._serialized_end=752
+  _globals['_RERANKRESPONSE']._serialized_start=755
+  _globals['_RERANKRESPONSE']._serialized_end=954
+  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._serialized_start=567
+  _globals['_RERANKRESPONSE_TIMINGSMSENTRY']._serialized_end=615
+  _globals['_EXPLAINREQUEST']._serialized_start=956
+  _globals['_EXPLAINREQUEST']._serialized_end=1002
+  _globals['_SPAN']._serialized_start=1004
+  _globals['_SPAN']._serialized_end=1038
+  _globals['_ASPECTEVIDENCE']._serialized_start=1041
+  _globals['_ASPECTEVIDENCE']._serialized_end=1307
+  _globals['_EXPLAINRESPONSE']._serialized_start=1310
+  _globals['_EXPLAINRESPONSE']._serialized_end=1794
+  _globals['_RELEVANCE']._serialized_start=1797
+  _globals['_RELEVANCE']._serialized_end=2015
 # @@protoc_insertion_point(module_scope)

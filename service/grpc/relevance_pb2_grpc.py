@@ -39,6 +39,16 @@ class RelevanceStub(object):
                 request_serializer=relevance__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=relevance__pb2.ScoreResponse.FromString,
                 _registered_method=True)
+        self.Rerank = channel.unary_unary(
+                '/relevance.v1.Relevance/Rerank',
+                request_serializer=relevance__pb2.RerankRequest.SerializeToString,
+                response_deserializer=relevance__pb2.RerankResponse.FromString,
+                _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/relevance.v1.Relevance/Explain',
+                request_serializer=relevance__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=relevance__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class RelevanceServicer(object):
@@ -51,6 +61,20 @@ class RelevanceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rerank(self, request, context):
+        """Documents (product titles) for a query, best first (as POST /v1/rerank).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Explain(self, request, context):
+        """The teacher's chain of thought on a (query, title) pair (as POST /v1/explain).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelevanceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +82,16 @@ def add_RelevanceServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=relevance__pb2.ScoreRequest.FromString,
                     response_serializer=relevance__pb2.ScoreResponse.SerializeToString,
+            ),
+            'Rerank': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rerank,
+                    request_deserializer=relevance__pb2.RerankRequest.FromString,
+                    response_serializer=relevance__pb2.RerankResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=relevance__pb2.ExplainRequest.FromString,
+                    response_serializer=relevance__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +121,60 @@ class Relevance(object):
             '/relevance.v1.Relevance/Score',
             relevance__pb2.ScoreRequest.SerializeToString,
             relevance__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rerank(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relevance.v1.Relevance/Rerank',
+            relevance__pb2.RerankRequest.SerializeToString,
+            relevance__pb2.RerankResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relevance.v1.Relevance/Explain',
+            relevance__pb2.ExplainRequest.SerializeToString,
+            relevance__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,118 +1,148 @@
-"""The gRPC Score service (grpc.aio) on the gateway's event loop, sharing the HTTP path's engine and limits."""
+"""gRPC transport (grpc.aio) on the gateway's event loop: each RPC translates its message to the API handler
+(:mod:`service.handlers`, shared with HTTP) and back, and :class:`~service.handlers.ApiError` to a status in one
+place (:func:`service.handlers.errors.grpc_status`). Beside ``relevance.v1.Relevance`` the server runs the standard
+health service (``grpc.health.v1.Health``, for Kubernetes' gRPC probes: SERVING while the gateway is ready) and
+server reflection (grpcurl and friends discover the services)."""
 
 from __future__ import annotations
 
-import hmac
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
-from service.core.batching import Overloaded
-from service.core.engine import ItemInput, ScoringEngine
+from service.core.engine import ItemInput
+from service.explain import ExplainResult
 from service.grpc import relevance_pb2 as pb
 from service.grpc import relevance_pb2_grpc as pb_grpc
+from service.handlers import ApiError, Handlers
+from service.handlers.errors import grpc_status
 from service.metrics import Metrics
 from service.settings import Settings
 
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Relevance"].full_name  # relevance.v1.Relevance
+HEALTH_POLL_S = 2.0
+T = TypeVar("T")
+
 
 class RelevanceService(pb_grpc.RelevanceServicer):
-    def __init__(self, engine: Callable[[], ScoringEngine | None], settings: Settings, metrics: Metrics) -> None:
-        self.engine = engine  # the engine serving now (it changes when the active version switches)
-        self.settings = settings
+    def __init__(self, handlers: Handlers, metrics: Metrics) -> None:
+        self.handlers = handlers
         self.metrics = metrics
 
-    def _denied(self, context: grpc.aio.ServicerContext) -> tuple[grpc.StatusCode, str] | None:
-        """API keys as for HTTP, from the ``authorization: Bearer <key>`` or ``x-api-key`` metadata."""
-        if not self.settings.api_keys:
-            return None
-        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        header = metadata.get("authorization", "")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else metadata.get("x-api-key", "")
-        if not key:
-            return grpc.StatusCode.UNAUTHENTICATED, "missing API key (authorization: Bearer <key> or x-api-key)"
-        if not any(hmac.compare_digest(key.encode(), k.get_secret_value().encode()) for k in self.settings.api_keys):
-            return grpc.StatusCode.PERMISSION_DENIED, "unknown API key"
-        return None
-
-    def _invalid(self, request: pb.ScoreRequest) -> str | None:
-        """The first limit a request breaks, naming the field (INVALID_ARGUMENT), or None."""
-        s = self.settings
-        if not request.query.strip():
-            return "query: must not be empty or whitespace only"
-        if len(request.query) > s.max_query_chars:
-            return f"query: at most {s.max_query_chars} characters, got {len(request.query)}"
-        if not request.items:
-            return "items: at least one item is required"
-        if len(request.items) > s.max_items:
-            return f"items: at most {s.max_items} items per request, got {len(request.items)}"
-        for i, item in enumerate(request.items):
-            if not item.id:
-                return f"items[{i}].id: must not be empty"
-            if len(item.id) > s.max_id_chars:
-                return f"items[{i}].id: at most {s.max_id_chars} characters"
-            if item.HasField("title") and len(item.title) > s.max_title_chars:
-                return f"items[{i}].title: at most {s.max_title_chars} characters"
-        return None
-
-    async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
+    async def _call(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+        """Authenticate from the metadata, run ``work``, map an ApiError to its status; count and time the call."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            denied = self._denied(context)
-            if denied is not None:
-                code, message = denied
-                await context.abort(code, message)
-            problem = self._invalid(request)
-            if problem is not None:
-                code = grpc.StatusCode.INVALID_ARGUMENT
-                await context.abort(code, problem)
-            items = [ItemInput(it.id, it.title if it.HasField("title") else None) for it in request.items]
-            engine = self.engine()
-            if engine is None:
-                code = grpc.StatusCode.UNAVAILABLE
-                await context.abort(code, "the model is not loaded")
-            assert engine is not None
+            metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
             try:
-                outcome = await engine.score(request.query, items, evidence=request.evidence)
-            except Overloaded as exc:
-                code = grpc.StatusCode.RESOURCE_EXHAUSTED
-                await context.abort(code, str(exc))
-            response = pb.ScoreResponse(model_version=engine.model_version, timings_ms=outcome.timings_ms)
-            threshold = self.settings.good_threshold
-            for result in outcome.items:
-                scored = response.scores.add(id=result.id, source=result.source or "", error=result.error or "")
-                if result.score is not None:
-                    scored.score = result.score
-                    scored.label = "Good" if result.score >= threshold else "Bad"
-                for match in result.evidence or []:
-                    scored.evidence.add(query_token=match.query_token, title_token=match.title_token,
-                                        similarity=match.similarity)
-            response.n_scored = sum(1 for r in outcome.items if r.score is not None)
-            response.n_errors = len(outcome.items) - response.n_scored
-            return response
+                self.handlers.authenticate(metadata.get("authorization"), metadata.get("x-api-key"))
+                return await work()
+            except ApiError as exc:
+                code, details = grpc_status(exc)
+                await context.abort(code, details)
+                raise  # abort raises; this line is for the type checker
         finally:
-            self.metrics.grpc_requests.labels("Score", code.name).inc()
-            self.metrics.grpc_latency.labels("Score").observe(time.perf_counter() - started)
+            self.metrics.grpc_requests.labels(method, code.name).inc()
+            self.metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
+
+    async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
+        async def work() -> pb.ScoreResponse:
+            items = [ItemInput(it.id, it.title if it.HasField("title") else None) for it in request.items]
+            payload = await self.handlers.score(request.query, items, evidence=request.evidence)
+            return pb.ScoreResponse(
+                model_version=payload["model_version"], n_scored=payload["n_scored"], n_errors=payload["n_errors"],
+                timings_ms=payload["timings_ms"],
+                scores=[pb.ItemScore(id=s["id"], score=s.get("score"), label=s.get("label", ""),
+                                     source=s.get("source", ""), error=s.get("error", ""),
+                                     evidence=[pb.Evidence(**e) for e in s.get("evidence", ())])
+                        for s in payload["scores"]])
+
+        return await self._call("Score", context, work)
+
+    async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
+        async def work() -> pb.RerankResponse:
+            outcome = await self.handlers.rerank(request.query, list(request.documents),
+                                                 top_n=request.top_n if request.HasField("top_n") else None)
+            return pb.RerankResponse(model_version=outcome.model_version, timings_ms=outcome.timings_ms,
+                                     results=[pb.RerankResult(index=i, relevance_score=s) for i, s in outcome.ranked])
+
+        return await self._call("Rerank", context, work)
+
+    async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
+        async def work() -> pb.ExplainResponse:
+            return explain_message(await self.handlers.explain(request.query, request.title))
+
+        return await self._call("Explain", context, work)
+
+
+def _span(span: tuple[int, int] | None) -> pb.Span | None:
+    return None if span is None else pb.Span(start=span[0], end=span[1])
+
+
+def explain_message(result: ExplainResult) -> pb.ExplainResponse:
+    """The explain result as its message; ``result_json`` carries all of it, typed fields the stable core."""
+    return pb.ExplainResponse(
+        query=result.query, title=result.title, cot=result.cot, judgement=result.judgement, reason=result.reason,
+        aspects=[pb.AspectEvidence(aspect=a.aspect, query_value=a.query_value, query_span=_span(a.query_span),
+                                   item_value=a.item_value, item_span=_span(a.item_span), matches=a.matches)
+                 for a in result.aspects],
+        note=result.note, score=result.score, p_good=result.p_good, p_bad=result.p_bad,
+        normalisation=result.normalisation, score_reason=result.score_reason, parse_ok=result.parse_ok,
+        parse_errors=result.parse_errors, parse_warnings=result.parse_warnings, model=result.model,
+        latency_ms=result.latency_ms, result_json=result.model_dump_json())
 
 
 @dataclass
 class GrpcServer:
     server: grpc.aio.Server
     port: int
+    health_task: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
+        if self.health_task is not None:
+            self.health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.health_task
         await self.server.stop(grace=2.0)
 
 
-async def start_grpc(engine: Callable[[], ScoringEngine | None], settings: Settings, metrics: Metrics,
-                     ) -> GrpcServer:
+async def _follow_readiness(servicer: health.aio.HealthServicer, ready: Callable[[], bool]) -> None:
+    """Publish SERVING / NOT_SERVING for the whole server ("") and the Relevance service as readiness changes."""
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    while True:
+        status = serving if await asyncio.to_thread(ready) else not_serving
+        for name in ("", SERVICE_NAME):
+            await servicer.set(name, status)
+        await asyncio.sleep(HEALTH_POLL_S)
+
+
+async def start_grpc(handlers: Handlers, settings: Settings, metrics: Metrics,
+                     ready: Callable[[], bool] | None = None) -> GrpcServer:
     """The gRPC server on ``settings.grpc_port``; admission control as for HTTP: calls beyond the concurrent and
-    queued bounds are refused with RESOURCE_EXHAUSTED."""
+    queued bounds are refused with RESOURCE_EXHAUSTED. ``ready`` (the gateway's readiness) drives the health
+    service; without it the server reports SERVING."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes)],
                              maximum_concurrent_rpcs=settings.max_concurrent_requests + settings.max_queued_requests)
-    pb_grpc.add_RelevanceServicer_to_server(RelevanceService(engine, settings, metrics), server)
+    pb_grpc.add_RelevanceServicer_to_server(RelevanceService(handlers, metrics), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port or 0}")
     await server.start()
-    return GrpcServer(server, port)
+    task = None
+    if ready is None:
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    else:
+        task = asyncio.get_running_loop().create_task(_follow_readiness(health_servicer, ready), name="grpc-health")
+    return GrpcServer(server, port, task)

@@ -3,7 +3,7 @@ stores themselves (Redis; in-process memory-mapped arrays). Items are encoded of
 encoder; the request path reads them back in one round trip.
 
 Keys carry the model version (``<namespace>:<model version>:<item id>``, model version as
-:attr:`service.model_repository.ModelVersion.label`, e.g. ``colbert:1``), so embeddings of two model versions
+:attr:`relevance_core.model_repository.ModelVersion.label`, e.g. ``colbert:1``), so embeddings of two model versions
 never mix.
 """
 
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from service.health import Health
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class ItemStore(Protocol):
     """What the gateway and the indexer need from a store bound to one model version."""
 
     model_version: str
+    in_process: bool
+    """True when reads are memory reads (the gateway then calls them on its event loop, not on a thread)."""
 
     def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
         """The items in ``ids`` order, None where unknown; one round trip to the backing store."""
@@ -94,7 +98,16 @@ class ItemStore(Protocol):
         ...
 
     def ping(self) -> bool:
-        """True when the backing store answers (readiness)."""
+        """True when the backing store answers."""
+        ...
+
+    def health(self) -> Health:
+        """:meth:`ping` with what was checked or what failed (readiness)."""
+        ...
+
+    def flush(self) -> object:
+        """Make the items written at run time part of the index (they are durable already); the gateway calls it
+        when it retires a store."""
         ...
 
     def close(self) -> None: ...

@@ -43,6 +43,7 @@ from typing import Literal
 
 import numpy as np
 
+from service.health import Health
 from service.store import ItemBatch, ItemTokens, StoreError
 from service.store.codec import PackedItems, TokenCodec
 
@@ -330,7 +331,10 @@ class LocalItemStore:
         return len(self._overlay)
 
     def ping(self) -> bool:
-        return not self._closed
+        return self.health().ok
+
+    def health(self) -> Health:
+        return Health(not self._closed, f"local index {self.version_dir}" + (" (closed)" if self._closed else ""))
 
     @contextmanager
     def _flush_lock(self) -> Iterator[None]:

@@ -1,6 +1,6 @@
 """The Redis item store: one Redis string per item, one MGET per request.
 
-Keys (``<model version>`` is :attr:`service.model_repository.ModelVersion.label`, e.g. ``colbert:1``)::
+Keys (``<model version>`` is :attr:`relevance_core.model_repository.ModelVersion.label`, e.g. ``colbert:1``)::
 
     <namespace>:<model version>:<item id>     the item's bytes (see :mod:`service.store.codec`)
     <namespace>:<model version>#codec         the codec its items were encoded with
@@ -24,6 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from service.health import Health
 from service.store import ItemBatch, ItemTokens, StoreError
 from service.store.codec import TokenCodec
 
@@ -70,6 +71,8 @@ def active_version(url: str, namespace: str) -> str | None:
 
 class RedisItemStore:
     """Items of one model version in Redis (see the module docstring for the keys)."""
+
+    in_process = False  # every read is a round trip: the gateway calls reads on its store thread pool
 
     def __init__(self, url: str, namespace: str, model_version: str, codec: TokenCodec | None = None, *,
                  chunk_size: int = 256, timeout_s: float = 2.0) -> None:
@@ -192,10 +195,14 @@ class RedisItemStore:
             raise self._error("count items", exc) from None
 
     def ping(self) -> bool:
+        return self.health().ok
+
+    def health(self) -> Health:
         try:
-            return bool(self._client.ping())
-        except redis.RedisError:
-            return False
+            ok = bool(self._client.ping())
+        except redis.RedisError as exc:
+            return Health(False, f"redis: {type(exc).__name__}")
+        return Health(ok, "redis answers PING" if ok else "redis did not answer PING")
 
     def flush(self) -> None:
         """Nothing to do: every ``put_many`` is on the server when it returns (the indexer's checkpoint)."""

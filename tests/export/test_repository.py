@@ -16,14 +16,14 @@ from typer.testing import CliRunner
 
 from export.repository import BatchingOptions, ExportError, export_triton, export_variants, training_command
 from export.triton import read_config
-from mkd.data import load_pairs, write_pairs
 from mkd.evaluation.scorers import UnknownModelError, load_scorer
 from mkd.students import PairExample, StudentCollator
 from mkd.students.scoring import predict_p_good
 from relevance.cli import app
+from relevance_core.data import load_pairs, write_pairs
+from relevance_core.model_repository import ModelRepositoryError, resolve_model
 from service.core.models import ColBERTModel, CrossEncoderModel, load_runtime_model
 from service.core.tokenization import StudentTokenizer
-from service.model_repository import ModelRepositoryError, resolve_model
 from tests.mkd.students.tiny import tiny_student
 
 REPO = Path(__file__).resolve().parents[2]

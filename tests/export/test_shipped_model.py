@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from export.triton import read_config
-from service.model_repository import resolve_model
+from relevance_core.model_repository import resolve_model
 
 REPO = Path(__file__).resolve().parents[2]
 REPOSITORY = REPO / "model_repository"
@@ -32,7 +32,7 @@ def test_it_scores_held_out_pairs_without_torch() -> None:
         "import json, sys\n"
         "import numpy as np\n"
         "from sklearn.metrics import roc_auc_score\n"
-        "from mkd.data import default_pairs_path, load_pairs, split_pairs\n"
+        "from relevance_core.data import default_pairs_path, load_pairs, split_pairs\n"
         "from mkd.evaluation.scorers import load_scorer\n"
         "test = split_pairs(load_pairs(default_pairs_path()))['test'][:400]\n"
         f"scores = load_scorer({str(REPOSITORY)!r}, version=1, show_progress=False).score(test)\n"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mkd.data import build_catalogue, default_pairs_path, load_pairs, write_catalogue
+from relevance_core.data import build_catalogue, default_pairs_path, load_pairs, write_catalogue
 from tests.conftest import REPO
 
 REPORT_DIR = REPO / "reports" / "faults"

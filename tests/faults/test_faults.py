@@ -243,7 +243,7 @@ def test_redis_killed_and_restarted_empty_under_load(catalogue: Path, saturation
 
 
 def _catalogue_ids(catalogue: Path, n: int) -> list[str]:
-    from mkd.data import load_catalogue
+    from relevance_core.data import load_catalogue
 
     return [p.product_uid for p in load_catalogue(catalogue)[:n]]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from service.model_repository import resolve_model
+from relevance_core.model_repository import resolve_model
 from tests.conftest import REPO
 from tests.ports import free_port
 
@@ -119,7 +119,7 @@ def tiny_cross_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from service.model_repository import ServingMeta
+    from relevance_core.model_repository import ServingMeta
 
     shipped = resolve_model(SHIPPED)
     rng = np.random.default_rng(0)

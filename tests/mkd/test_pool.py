@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from mkd.data import Pair, Product
 from mkd.pool import build_pool
+from relevance_core.data import Pair, Product
 
 CATALOGUE = [
     Product("1", "Simpson Strong-Tie 12-Gauge Angle"),

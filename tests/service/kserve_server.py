@@ -36,7 +36,7 @@ from kserve.model_server import app as kserve_app
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.model_repository import ModelRepositoryError, resolve_model
+from relevance_core.model_repository import ModelRepositoryError, resolve_model
 
 # ONNX tensor element types → v2 datatypes (those an exported student can have)
 V2_DATATYPES = {"tensor(int64)": "INT64", "tensor(int32)": "INT32", "tensor(float)": "FP32",

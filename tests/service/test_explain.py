@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from mkd.cot import parse
-from mkd.teacher.openai_client import TeacherResult
+from relevance_core.cot import parse
+from relevance_core.teacher.openai_client import TeacherResult
 from service.explain import Explainer, ExplainResult, TeacherUnavailable
 from tests.mkd.teacher.servers import refused_port, shared_llama_server
 

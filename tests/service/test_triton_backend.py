@@ -25,13 +25,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from export.triton import read_config
+from relevance_core.paths import REPO_ROOT
 from service.app import create_app
 from service.backends.triton import TritonBackend
 from service.core.models import ColBERTModel, load_runtime_model
 from service.settings import Settings
 from tests.ports import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_MODULE = "tests.service.kserve_server"
 MODEL = "colbert"
 READY_TIMEOUT_S = 60.0
@@ -150,6 +150,8 @@ def test_triton_backend_returns_the_in_process_embeddings(triton_backend: Triton
     """(a) Same names from the server's metadata as the graph's, same embeddings for a real padded batch."""
     assert triton_backend.input_names == runtime.backend.input_names == ("input_ids", "attention_mask")
     assert triton_backend.output_name == "embeddings"
+    health = triton_backend.health()
+    assert health.ok and health.detail.endswith("colbert/1 ready")
     texts = QUERIES if side == "query" else [item["title"] for item in ITEMS]
     encoded = runtime.tokenizer.encode_side(texts, side)
     assert not encoded.attention_mask.all()  # rows of different lengths: the batch carries padding

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mkd.data import Pair
 from mkd.distill.teacher import TeacherFileError, TeacherRow, build_examples, load_teacher, sample_by_query
+from relevance_core.data import Pair
 from tests.mkd.students.tiny import QUERY, TITLE, example_cot
 
 
@@ -36,7 +36,7 @@ def test_load_teacher_reads_rows_and_names_bad_lines(tmp_path: Path) -> None:
 
 
 def test_build_examples_joins_labelled_pairs_and_keeps_a_clean_pool() -> None:
-    from mkd.cot import render
+    from relevance_core.cot import render
 
     pairs = [Pair(QUERY, TITLE, 1.0, "p1"), Pair("deck over", "BEHR DeckOver", 3.0, "p2")]
     rows = [
@@ -56,7 +56,7 @@ def test_build_examples_joins_labelled_pairs_and_keeps_a_clean_pool() -> None:
 
 
 def test_teacher_scores_of_labelled_pairs_can_be_left_out_keeping_their_cots() -> None:
-    from mkd.cot import render
+    from relevance_core.cot import render
 
     pairs = [Pair(QUERY, TITLE, 2.33, "p1")]
     rows = [TeacherRow(QUERY, TITLE, render(example_cot()), 0.2, 0.8, 0.2),

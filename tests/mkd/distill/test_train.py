@@ -8,12 +8,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from mkd.cot import Explanation, ItemValue, QueryRequirement, render
-from mkd.data import Pair, load_pairs, write_pairs
 from mkd.distill.cli import train as train_command
 from mkd.distill.train import BEST_DIR, RECORD_FILE, train
 from mkd.students import load_student
 from mkd.students.scoring import CheckpointScorer
+from relevance_core.cot import Explanation, ItemValue, QueryRequirement, render
+from relevance_core.data import Pair, load_pairs, write_pairs
 from tests.mkd.students.tiny import minilm_tokenizer, tiny_config
 
 

@@ -12,9 +12,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from mkd.data import Pair
 from mkd.evaluation.scorers import BM25Scorer
 from relevance.cli import app
+from relevance_core.data import Pair
 
 ROWS = [
     "angle bracket\tSimpson Strong-Tie 12-Gauge Angle Bracket\t3\tfrom A",

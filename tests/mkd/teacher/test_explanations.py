@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from mkd.cot import Explanation, parse
 from mkd.teacher.explanations import Outcome, _Counts, compare_aspects, grounding, summarise
+from relevance_core.cot import Explanation, parse
 
 QUERY, TITLE = "behr white deck stain", "BEHR Premium 1 gal. Cedar Semi-Transparent Deck Stain"
 REFERENCE = ("Thinking: query has brand requirement: behr, color requirement: white, product requirement: deck stain; "

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mkd.teacher import TeacherClient, TeacherResult, annotation_messages
-from mkd.teacher.prompt import ChatMessage
+from relevance_core.teacher.prompt import ChatMessage
 from tests.mkd.teacher.servers import shared_llama_server
 
 MODEL = "smollm2-135m"

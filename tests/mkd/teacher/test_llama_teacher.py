@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from mkd.teacher import TeacherClient, TeacherUnavailable
-from mkd.teacher.assets import SHIPPED_ADAPTER, SHIPPED_GGUF_ADAPTER
+from relevance_core.teacher.assets import SHIPPED_ADAPTER, SHIPPED_GGUF_ADAPTER
 from tests.conftest import REPO
 from tests.ports import free_port
 
@@ -39,7 +39,7 @@ base dequantised to float32, llama.cpp on the Q4_1 blocks with 8-bit activations
 
 
 def _missing() -> list[str]:
-    from mkd.teacher.llama_serve import missing_requirements
+    from relevance_core.teacher.process import missing_requirements
 
     return missing_requirements()
 
@@ -48,7 +48,7 @@ def _missing() -> list[str]:
 def teacher_url() -> Iterator[str]:
     """`relevance teacher serve` (llama.cpp, the shipped adapter) as a real process, through the launcher the
     gateway uses."""
-    from mkd.teacher.llama_serve import TeacherProcess, serve_command
+    from relevance_core.teacher.process import TeacherProcess, serve_command
 
     if _missing():
         pytest.skip(f"the local teacher needs {_missing()}")
@@ -64,8 +64,8 @@ def teacher_url() -> Iterator[str]:
 def test_the_shipped_gguf_adapter_is_the_converted_peft_adapter(tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
-    from mkd.teacher.assets import smollm2_gguf
     from mkd.teacher.gguf_adapter import convert_adapter, permute_rows
+    from relevance_core.teacher.assets import smollm2_gguf
 
     out = tmp_path / "adapter.gguf"
     summary = convert_adapter(SHIPPED_ADAPTER, smollm2_gguf(), out)
@@ -304,7 +304,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_the_gate_says_starting_then_exited() -> None:
-    from mkd.teacher.llama_serve import TeacherProcess
+    from relevance_core.teacher.process import TeacherProcess
 
     port = free_port()
     never_ready = TeacherProcess([sys.executable, "-c", "import time; time.sleep(60)"], f"http://127.0.0.1:{port}/v1")

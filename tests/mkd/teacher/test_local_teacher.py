@@ -15,7 +15,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mkd.data import build_catalogue, load_pairs, write_catalogue, write_pairs
 from mkd.distill.teacher import load_teacher
 from mkd.teacher.local import (
     LocalTeacher,
@@ -27,6 +26,7 @@ from mkd.teacher.local import (
     suffix_batch,
 )
 from relevance.cli import app
+from relevance_core.data import build_catalogue, load_pairs, write_catalogue, write_pairs
 
 pytest.importorskip("peft")
 PAIRS = [("dewalt drill", "DEWALT 20-Volt Max Lithium-Ion Cordless Drill/Driver Kit"),
@@ -157,8 +157,8 @@ def test_label_refuses_a_folder_without_an_adapter(tmp_path: Path, vendored_pair
 def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm: Path) -> None:
     import asyncio
 
-    from mkd.teacher.openai_client import TeacherClient, TeacherResponseError
     from mkd.teacher.server import create_teacher_app
+    from relevance_core.teacher.openai_client import TeacherClient, TeacherResponseError
     from tests.ports import serving
 
     teacher = LocalTeacher(str(tiny_lm), adapter=None, max_new_tokens=4)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mkd.teacher.assets import SHIPPED_ADAPTER
+from relevance_core.teacher.assets import SHIPPED_ADAPTER
 
 
 def test_the_release_is_small_and_says_what_it_is() -> None:
@@ -28,7 +28,7 @@ def test_relevance_serve_starts_the_shipped_teacher_and_explain_reads_it() -> No
     with the shipped adapter; the gateway's Explainer then gets a parsed, scored CoT from it over HTTP."""
     import asyncio
 
-    from mkd.teacher.llama_serve import missing_requirements
+    from relevance_core.teacher.process import missing_requirements
     from service.cli import _start_local_teacher
     from service.explain import Explainer
     from service.settings import Settings

@@ -1,0 +1,134 @@
+"""The scoring APIs, one handler each, shared by HTTP and gRPC: ``score`` (items by id or title), ``rerank``
+(documents, best first; Cohere v1/v2 and Jina shapes are the HTTP transport's business) and ``upsert`` (items into
+the store). Each owns its limits and the outcome → response mapping; the transports only translate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from service.core.batching import Overloaded
+from service.core.engine import ItemInput, ScoringEngine
+from service.handlers.errors import ApiError, Kind
+from service.handlers.limits import check_count, check_item, check_query, check_text
+from service.settings import Settings
+from service.store import StoreError
+
+if TYPE_CHECKING:
+    from service.shadow import ShadowSampler
+
+EngineRef = Callable[[], ScoringEngine | None]
+"""The engine serving now (it changes when the active version switches)."""
+
+
+def current_engine(engine: EngineRef) -> ScoringEngine:
+    found = engine()
+    if found is None:
+        raise ApiError(Kind.UNAVAILABLE, "the model is not loaded yet", retry_after_s=1)
+    return found
+
+
+def overloaded(exc: Overloaded) -> ApiError:
+    return ApiError(Kind.OVERLOADED, str(exc), retry_after_s=1)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A rerank's outcome: (document index, score) best first, cut to ``top_n``."""
+
+    model_version: str
+    ranked: list[tuple[int, float]]
+    timings_ms: dict[str, float]
+
+
+class ScoreHandler:
+    """``score``: calibrated p(Good) per item in request order, Good/Bad at ``good_threshold``, per-item errors.
+    ``shadow``: the shadow teacher's sampler, offered each scored request (it never waits; `service.shadow`)."""
+
+    def __init__(self, settings: Settings, engine: EngineRef,
+                 shadow: Callable[[], ShadowSampler | None] = lambda: None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.shadow = shadow
+
+    def validate(self, query: str, items: Sequence[ItemInput]) -> None:
+        check_query(query, self.settings)
+        check_count(len(items), self.settings, "items")
+        for i, item in enumerate(items):
+            check_item(item.id, item.title, i, self.settings)
+
+    async def __call__(self, query: str, items: Sequence[ItemInput], *, evidence: bool = False) -> dict[str, Any]:
+        """The response body as plain data (``ScoreResponse``'s fields; ``score``, ``label``, ``source``,
+        ``error`` and ``evidence`` present only when set). Built by hand: re-validating 100 items per request
+        through the response model costs more than the scoring."""
+        self.validate(query, items)
+        engine = current_engine(self.engine)
+        try:
+            outcome = await engine.score(query, list(items), evidence=evidence)
+        except Overloaded as exc:
+            raise overloaded(exc) from None
+        shadow = self.shadow()
+        if shadow is not None:
+            shadow.offer(query, [(item.id, item.title) for item in items], [r.score for r in outcome.items])
+        threshold = self.settings.good_threshold
+        scores: list[dict[str, Any]] = []
+        for result in outcome.items:
+            entry: dict[str, Any] = {"id": result.id}
+            if result.score is not None:
+                entry["score"] = result.score
+                entry["label"] = "Good" if result.score >= threshold else "Bad"
+            if result.source is not None:
+                entry["source"] = result.source
+            if result.error is not None:
+                entry["error"] = result.error
+            if result.evidence is not None:
+                entry["evidence"] = [{"query_token": m.query_token, "title_token": m.title_token,
+                                      "similarity": m.similarity} for m in result.evidence]
+            scores.append(entry)
+        n_scored = sum(1 for s in scores if "score" in s)
+        return {"model_version": engine.model_version, "scores": scores, "n_scored": n_scored,
+                "n_errors": len(scores) - n_scored, "timings_ms": outcome.timings_ms}
+
+
+class RerankHandler:
+    """``rerank``: documents (product titles) scored for the query, encoded from their text, best first."""
+
+    def __init__(self, settings: Settings, engine: EngineRef) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    async def __call__(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> Ranked:
+        check_query(query, self.settings)
+        check_count(len(documents), self.settings, "documents")
+        for i, text in enumerate(documents):
+            check_text(text, ("documents", i), self.settings.max_title_chars)
+        if top_n is not None and top_n < 1:
+            raise ApiError(Kind.INVALID_ARGUMENT, "must be >= 1", field=("top_n",), error_type="greater_than_equal")
+        engine = current_engine(self.engine)
+        try:
+            outcome = await engine.score(query, [ItemInput(f"#{i}", t) for i, t in enumerate(documents)],
+                                         evidence=False, use_store=False)
+        except Overloaded as exc:
+            raise overloaded(exc) from None
+        ranked = sorted(((i, r.score or 0.0) for i, r in enumerate(outcome.items)), key=lambda x: -x[1])
+        return Ranked(engine.model_version, ranked[:top_n] if top_n else ranked, outcome.timings_ms)
+
+
+class UpsertHandler:
+    """``upsert``: encode titles and insert or replace the items under this model version's keys."""
+
+    def __init__(self, settings: Settings, engine: EngineRef) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    async def __call__(self, items: Sequence[ItemInput]) -> tuple[str, int]:
+        """(model version, items upserted)."""
+        check_count(len(items), self.settings, "items")
+        for i, item in enumerate(items):
+            check_item(item.id, item.title, i, self.settings)
+        engine = current_engine(self.engine)
+        try:
+            return engine.model_version, await engine.upsert(list(items))
+        except StoreError as exc:
+            raise ApiError(Kind.UNAVAILABLE, f"store unavailable: {exc}", retry_after_s=5) from None

@@ -1,0 +1,150 @@
+"""The two transports over the one handler layer: Cohere's official v2 SDK client against /v2/rerank, gRPC's
+Rerank and Explain RPCs agreeing with HTTP, the standard gRPC health service and server reflection, API keys and
+limits mapped the same way on both (a real uvicorn server, a real grpc.aio server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cohere
+import grpc
+import httpx
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from service.app import create_app
+from service.core.models import ColBERTModel, load_runtime_model
+from service.explain import AspectEvidence, ExplainResult
+from service.grpc import relevance_pb2 as pb
+from service.grpc import relevance_pb2_grpc as pb_grpc
+from service.grpc.server import explain_message
+from service.handlers import ApiError, Kind
+from service.handlers.errors import grpc_status, http_status
+from service.settings import Settings
+from tests.ports import free_port, serving
+
+QUERY = "angle bracket"
+DOCUMENTS = ["BEHR Premium Textured DeckOver 1-gal. #SC-141 Tugboat Wood and Concrete Coating",
+             "Simpson Strong-Tie 12-Gauge Angle", "Delta Vero 1-Handle Shower Only Faucet Trim Kit"]
+KEY = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def gateway(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """(HTTP base URL, gRPC port) of a gateway with an API key and no teacher."""
+    settings = Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
+                        store_dir=tmp_path_factory.mktemp("index"), grpc_port=free_port(), api_keys=[KEY],
+                        teacher_local=False, max_items=5)
+    app = create_app(settings)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}", app.state.grpc_port
+
+
+def _metadata(key: str = KEY) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+def test_cohere_v2_sdk_client_reranks(gateway: tuple[str, int], tiny_model_repository: Path) -> None:
+    url, _ = gateway
+    runtime = load_runtime_model(tiny_model_repository)
+    assert isinstance(runtime, ColBERTModel)
+    want = runtime.score_pairs([QUERY] * len(DOCUMENTS), DOCUMENTS)
+    client = cohere.ClientV2(api_key=KEY, base_url=url)
+    response = client.rerank(model="colbert", query=QUERY, documents=DOCUMENTS, top_n=2)
+    order = np.argsort(-want)[:2]
+    assert [r.index for r in response.results] == order.tolist()
+    np.testing.assert_allclose([r.relevance_score for r in response.results], want[order], atol=1e-5)
+    v1 = httpx.post(f"{url}/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS, "top_n": 2},
+                    headers={"x-api-key": KEY}).json()["results"]
+    assert [(r["index"], r["relevance_score"]) for r in v1] == [(r.index, r.relevance_score) for r in response.results]
+    with pytest.raises(cohere.core.ApiError) as denied:
+        cohere.ClientV2(api_key="wrong", base_url=url).rerank(model="colbert", query=QUERY, documents=DOCUMENTS)
+    assert denied.value.status_code == 403
+
+
+def test_grpc_rerank_explain_and_errors(gateway: tuple[str, int]) -> None:
+    url, port = gateway
+    http = httpx.post(f"{url}/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS},
+                      headers={"x-api-key": KEY}).json()["results"]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.RelevanceStub(channel)
+        reply = stub.Rerank(pb.RerankRequest(query=QUERY, documents=DOCUMENTS, top_n=3), metadata=_metadata(),
+                            timeout=10)
+        assert reply.model_version == "colbert:1"
+        assert [r.index for r in reply.results] == [r["index"] for r in http]
+        np.testing.assert_allclose([r.relevance_score for r in reply.results],
+                                   [r["relevance_score"] for r in http], atol=1e-9)
+        calls = {
+            "no key": (lambda: stub.Rerank(pb.RerankRequest(query=QUERY, documents=DOCUMENTS), timeout=10),
+                       grpc.StatusCode.UNAUTHENTICATED, "missing API key"),
+            "wrong key": (lambda: stub.Score(pb.ScoreRequest(query=QUERY, items=[pb.Item(id="1")]),
+                                             metadata=_metadata("nope"), timeout=10),
+                          grpc.StatusCode.PERMISSION_DENIED, "unknown API key"),
+            "too many": (lambda: stub.Rerank(pb.RerankRequest(query=QUERY, documents=["t"] * 6),
+                                             metadata=_metadata(), timeout=10),
+                         grpc.StatusCode.INVALID_ARGUMENT, "documents: at most 5 items per request, got 6"),
+            "empty id": (lambda: stub.Score(pb.ScoreRequest(query=QUERY, items=[pb.Item(id="a"), pb.Item(id="")]),
+                                            metadata=_metadata(), timeout=10),
+                         grpc.StatusCode.INVALID_ARGUMENT, "items[1].id: must not be empty"),
+            "no teacher": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1]),
+                                                metadata=_metadata(), timeout=10),
+                           grpc.StatusCode.UNAVAILABLE, "no teacher configured"),
+        }
+        for name, (call, code, text) in calls.items():
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            assert caught.value.code() == code, name
+            assert text in caught.value.details(), name
+    over_http = httpx.post(f"{url}/v1/explain", json={"query": QUERY, "title": DOCUMENTS[1]},
+                           headers={"x-api-key": KEY})
+    assert over_http.status_code == 503 and "no teacher configured" in over_http.json()["detail"]
+
+
+def test_grpc_health_and_reflection(gateway: tuple[str, int]) -> None:
+    _, port = gateway
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "relevance.v1.Relevance"):  # no API key: probes stay open
+            answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as unknown:
+            health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = list(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                                    timeout=10))
+        names = {s.name for s in replies[0].list_services_response.service}
+        assert names >= {"relevance.v1.Relevance", "grpc.health.v1.Health",
+                         "grpc.reflection.v1alpha.ServerReflection"}
+
+
+def test_one_error_type_mapped_once_per_transport() -> None:
+    invalid = ApiError(Kind.INVALID_ARGUMENT, "at most 5 characters, got 6", field=("items", 3, "title"))
+    assert invalid.field_path == "items[3].title"
+    assert http_status(invalid) == (422, [{"type": "too_long", "loc": ["body", "items", 3, "title"],
+                                           "msg": "at most 5 characters, got 6"}], {})
+    assert grpc_status(invalid) == (grpc.StatusCode.INVALID_ARGUMENT, "items[3].title: at most 5 characters, got 6")
+    busy = ApiError(Kind.OVERLOADED, "queue full", retry_after_s=0.2)
+    assert http_status(busy) == (503, "queue full", {"Retry-After": "1"})
+    assert grpc_status(busy)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert http_status(ApiError(Kind.UNAUTHENTICATED, "missing"))[2] == {"WWW-Authenticate": "Bearer"}
+    assert http_status(ApiError(Kind.UPSTREAM_ERROR, "teacher said 500"))[0] == 502
+
+
+def test_explain_message_carries_the_result() -> None:
+    result = ExplainResult(
+        query=QUERY, title=DOCUMENTS[1], cot="Thinking: ... Final judgment: Good", judgement="Good", reason=None,
+        aspects=[AspectEvidence(aspect="product", query_value="angle bracket", query_span=(0, 13),
+                                item_value="Angle", item_span=(28, 33), matches=True),
+                 AspectEvidence(aspect="brand", query_value=None, query_span=None, item_value="Simpson",
+                                item_span=(0, 7), matches=None)],
+        note=None, score=0.9, p_good=0.95, p_bad=0.05, normalisation="softmax", score_reason=None, parse_ok=True,
+        parse_errors=[], parse_warnings=["w"], model="ellm-rele", latency_ms=12.5)
+    message = explain_message(result)
+    assert message.judgement == "Good" and not message.HasField("reason") and message.score == 0.9
+    assert message.aspects[0].query_span == pb.Span(start=0, end=13) and message.aspects[0].matches
+    assert not message.aspects[1].HasField("query_value") and not message.aspects[1].HasField("matches")
+    assert ExplainResult.model_validate_json(message.result_json) == result
