@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from mkd.data import Pair
 from mkd.jsonl import pending_pairs
-from mkd.teacher.annotator import Annotator
+from mkd.teacher.rule_annotator import Annotator
 from relevance_core.paths import REPO_ROOT
 from relevance_core.provenance import sha256_file
 

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from mkd.data import Pair, load_pairs, write_pairs
 from mkd.evaluation.scorers import UnknownModelError, load_scorer
-from mkd.teacher.annotator import Annotator, Lexicons
 from mkd.teacher.committee import (
     Committee,
     CommitteeScorer,
@@ -27,6 +26,7 @@ from mkd.teacher.committee import (
     out_of_fold,
     write_scores,
 )
+from mkd.teacher.rule_annotator import Annotator, Lexicons
 from relevance_core.cot import parse
 
 

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from mkd.data import build_catalogue, load_pairs, write_catalogue, write_pairs
-from mkd.distill.teacher import load_teacher
+from mkd.distill.teacher_file import load_teacher
 from mkd.teacher.local import (
     LocalTeacher,
     PrefixCache,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mkd.data import load_pairs
-from mkd.teacher.annotator import ROUTES, Annotator, Lexicons
+from mkd.teacher.rule_annotator import ROUTES, Annotator, Lexicons
 from relevance_core.cot import parse
 
 TITLES = [

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mkd.data import Pair
-from mkd.distill.teacher import TeacherFileError, TeacherRow, build_examples, load_teacher, sample_by_query
+from mkd.distill.teacher_file import TeacherFileError, TeacherRow, build_examples, load_teacher, sample_by_query
 from tests.mkd.students.tiny import QUERY, TITLE, example_cot
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from mkd.data import Pair, Product
-from mkd.pool import build_pool
+from mkd.unlabeled_pool import build_pool
 
 CATALOGUE = [
     Product("1", "Simpson Strong-Tie 12-Gauge Angle"),
