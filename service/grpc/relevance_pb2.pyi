@@ -107,12 +107,14 @@ class RerankResponse(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[RerankResult, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("query", "title")
+    __slots__ = ("query", "title", "model")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     query: str
     title: str
-    def __init__(self, query: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, query: _Optional[str] = ..., title: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Span(_message.Message):
     __slots__ = ("start", "end")

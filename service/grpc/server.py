@@ -78,7 +78,8 @@ class RelevanceService(pb_grpc.RelevanceServicer):
 
     async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
         async def work() -> pb.ExplainResponse:
-            return explain_message(await self.handlers.explain(request.query, request.title))
+            return explain_message(await self.handlers.explain(
+                request.query, request.title, model=request.model if request.HasField("model") else None))
 
         return await self._call("Explain", context, work)
 

@@ -92,6 +92,9 @@ def test_grpc_rerank_explain_and_errors(gateway: tuple[str, int]) -> None:
             "no teacher": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1]),
                                                 metadata=_metadata(), timeout=10),
                            grpc.StatusCode.UNAVAILABLE, "no teacher configured"),
+            "unknown teacher": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1], model="nope"),
+                                                     metadata=_metadata(), timeout=10),
+                                grpc.StatusCode.INVALID_ARGUMENT, "model:"),
         }
         for name, (call, code, text) in calls.items():
             with pytest.raises(grpc.RpcError) as caught:
