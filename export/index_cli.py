@@ -46,7 +46,7 @@ def index(
     for the model version are skipped). The last line printed is the JSON summary."""
     from export.indexer import IndexingError, evaluate_codec, index_catalogue
     from relevance_core.model_repository import ModelRepositoryError
-    from service.core.models import ColBERTModel, load_runtime_model
+    from service.core.runtime import ColBERTModel, load_runtime_model
     from service.store import StoreError
 
     store: Any = None

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from relevance_core.data import Product, load_pairs
 from service.core.maxsim import maxsim
-from service.core.models import ColBERTModel
+from service.core.runtime import ColBERTModel
 from service.store import ItemStore, ItemTokens, pad_items
 from service.store.codec import CodecName, TokenCodec
 

@@ -1,5 +1,5 @@
 """A minimal rerank server for an exported *cross-encoder* version, on the gateway's own stack (FastAPI under
-uvicorn with uvloop/httptools, the gateway's rerank schemas, ONNX Runtime through ``service.core.models``).
+uvicorn with uvloop/httptools, the gateway's rerank schemas, ONNX Runtime through ``service.core.runtime``).
 
 The gateway (``relevance serve``) serves ColBERT only: ``service.lifecycle.load_model`` builds a ``ColBERTModel``, which
 refuses a ``cross`` version, and the engine is MaxSim over cached item embeddings. This server exists so that the
@@ -30,7 +30,7 @@ def create_cross_app(repository: Path, *, model_name: str = "cross", version: in
                      max_documents: int = 1000) -> FastAPI:
     """``POST /v1/rerank`` (and ``/rerank``) scoring every (query, document) pair with the cross-encoder;
     ``GET /readyz`` once the model is loaded."""
-    from service.core.models import CrossEncoderModel, load_runtime_model
+    from service.core.runtime import CrossEncoderModel, load_runtime_model
 
     state: dict[str, object] = {}
 

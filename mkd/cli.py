@@ -36,7 +36,7 @@ def prepare(
     pool_k: Annotated[int, typer.Option(min=1, help="BM25 candidates per train query in the unlabeled pool.")] = 20,
 ) -> None:
     """Split by query (80/10/10), write the catalogue and the unlabeled BM25 pool; prints a JSON summary."""
-    from mkd.pool import build_pool
+    from mkd.unlabeled_pool import build_pool
 
     try:
         rows = load_pairs(pairs)

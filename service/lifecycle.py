@@ -22,7 +22,7 @@ from typing import Any
 
 from relevance_core.model_repository import ModelRepositoryError, ModelVersion, resolve_model
 from service.core.engine import ScoringEngine
-from service.core.models import ColBERTModel
+from service.core.runtime import ColBERTModel
 from service.health import Health
 from service.metrics import Metrics
 from service.settings import Settings

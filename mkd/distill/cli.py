@@ -70,7 +70,7 @@ def train(
     """Train a student with MKD; keeps the best checkpoint (validation ROC-AUC) in OUT/best. The last line
     printed is one JSON object: the best epoch, its validation metrics and the checkpoint path."""
     from mkd.distill.losses import default_lambdas
-    from mkd.distill.teacher import TeacherFileError
+    from mkd.distill.teacher_file import TeacherFileError
     from mkd.distill.train import RECORD_FILE
     from mkd.distill.train import train as run_training
 
@@ -125,7 +125,7 @@ def ablate(
     the test pairs. Resumable (finished variants are read back, a stopped one continues from its checkpoint).
     Last line: the table as JSON."""
     from mkd.distill.ablation import markdown, run_ablation
-    from mkd.distill.teacher import TeacherFileError
+    from mkd.distill.teacher_file import TeacherFileError
 
     try:
         table = run_ablation(student.value, train_pairs=train_pairs, valid_pairs=valid_pairs, test_pairs=test_pairs,

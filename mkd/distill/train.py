@@ -31,7 +31,7 @@ from tqdm import tqdm
 from transformers import PretrainedConfig
 
 from mkd.distill.losses import default_lambdas, mkd_loss
-from mkd.distill.teacher import build_examples, load_teacher
+from mkd.distill.teacher_file import build_examples, load_teacher
 from mkd.evaluation.metrics import compute_metrics
 from mkd.students import Family, Student, StudentCollator, build_student
 from mkd.students.config import DEFAULT_BACKBONE

@@ -57,7 +57,7 @@ class RepositoryScorer:
 
     def __init__(self, version: ModelVersion, *, threads: int = 0, batch_size: int = 128,
                  show_progress: bool = True) -> None:
-        from service.core.models import runtime_model
+        from service.core.runtime import runtime_model
 
         self.model = runtime_model(version, threads=threads)
         self.name = f"{version.label} ({version.meta.family}, {version.meta.precision})"

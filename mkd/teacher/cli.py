@@ -74,7 +74,7 @@ def annotate(
             print(json.dumps(summary.to_dict()))
             raise typer.Exit(3)
     else:
-        from mkd.teacher.annotator import Annotator, Lexicons
+        from mkd.teacher.rule_annotator import Annotator, Lexicons
 
         if not catalogue.is_file():
             raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
@@ -257,7 +257,7 @@ def evaluate_explanations(
     import shlex
     import sys
 
-    from mkd.distill.teacher import sample_by_query
+    from mkd.distill.teacher_file import sample_by_query
     from mkd.teacher.explanations import explain_pairs, references, write_outputs
     from relevance_core.teacher.openai_client import TeacherClient
 

@@ -28,7 +28,7 @@ def _pairs(paths: list[Path], *, require_label: bool) -> list[Pair]:
 
 
 def _annotator(catalogue: Path):  # type: ignore[no-untyped-def]
-    from mkd.teacher.annotator import Annotator, Lexicons
+    from mkd.teacher.rule_annotator import Annotator, Lexicons
 
     if not catalogue.is_file():
         raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")

@@ -1,5 +1,5 @@
 """Pseudo-labelling (paper §3.3.1): ``relevance teacher label`` runs ELLM-rele over a pairs file (the labelled
-train split, the unlabeled pool) and writes the teacher file the MKD trainer reads (`mkd.distill.teacher`): one
+train split, the unlabeled pool) and writes the teacher file the MKD trainer reads (`mkd.distill.teacher_file`): one
 JSON object per pair with the CoT, p(Good), p(Bad), the eq. 4 score (null with a ``score_reason`` when no
 judgement could be read) and the pair's ``relevance`` when it has one.
 

@@ -113,8 +113,10 @@ def suffix_batch(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], prefi
 
 
 @dataclass(frozen=True)
-class Judgement:
-    """The in-process teacher's output for one pair (the fields of `mkd.teacher.TeacherResult` that apply)."""
+class LocalJudgement:
+    """The in-process teacher's output for one pair: the fields of
+    `relevance_core.teacher.openai_client.TeacherResult` that apply (a record; `relevance_core.cot.Judgement` is the
+    Good/Bad literal)."""
 
     query: str
     title: str
@@ -132,7 +134,7 @@ class Judgement:
     """Generation stopped at ``max_new_tokens``, not at the end of the turn."""
 
     def row(self) -> dict[str, Any]:
-        """The teacher-file row (`mkd.distill.teacher`)."""
+        """The teacher-file row (`mkd.distill.teacher_file`)."""
         return {"query": self.query, "product_title": self.title, "cot": self.cot, "p_good": self.p_good,
                 "p_bad": self.p_bad, "score": self.score, "judgement": self.parsed.explanation.judgement
                 if self.parsed.explanation else None, "score_reason": self.score_reason}
@@ -167,7 +169,7 @@ class LocalTeacher:
                         if isinstance(i, int) and i >= 0}
 
     @torch.no_grad()
-    def judge(self, pairs: Sequence[tuple[str, str]], max_new_tokens: int | None = None) -> list[Judgement]:
+    def judge(self, pairs: Sequence[tuple[str, str]], max_new_tokens: int | None = None) -> list[LocalJudgement]:
         """Greedy CoT generation for a batch of (query, title) pairs, then eq. 4 at the judgement position.
         ``max_new_tokens`` caps this call below the teacher's own limit."""
         if not pairs:
@@ -217,7 +219,7 @@ class LocalTeacher:
                 for i, (q, t) in enumerate(pairs)]
 
     def _judgement(self, query: str, title: str, ids: list[int], logprobs: list[float],
-                   tops: list[tuple[list[int], list[float]]], *, truncated: bool = False) -> Judgement:
+                   tops: list[tuple[list[int], list[float]]], *, truncated: bool = False) -> LocalJudgement:
         decode = self.tokenizer.decode
         tokens = [TokenLogprob(token=decode([i]), logprob=lp, top_logprobs=[]) for i, lp in zip(ids, logprobs,
                                                                                                 strict=True)]
@@ -235,6 +237,6 @@ class LocalTeacher:
         if reading.p_good is not None and reading.p_bad is not None:
             scored = teacher_score(reading.p_good, reading.p_bad, self.normalisation)
             score, reason = scored.score, scored.reason
-        return Judgement(query=query, title=title, cot=cot, parsed=parse(cot, query, title), p_good=reading.p_good,
+        return LocalJudgement(query=query, title=title, cot=cot, parsed=parse(cot, query, title), p_good=reading.p_good,
                          p_bad=reading.p_bad, score=score, score_reason=reason, judgement_token=reading.token,
                          normalisation=self.normalisation, tokens=tokens, truncated=truncated)

@@ -1,5 +1,5 @@
-"""The CoT grammar of ELLM-rele (design.md "CoT grammar"; paper §3.1 and Fig. 3): the `Explanation` model, its
-canonical rendering and a tolerant parser.
+"""The CoT grammar of ELLM-rele (docs/architecture.md, "The CoT grammar"; paper §3.1 and Fig. 3): the
+`Explanation` model, its canonical rendering and a tolerant parser.
 
 Rendered form (one line)::
 

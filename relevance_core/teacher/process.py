@@ -20,7 +20,6 @@ import importlib.util
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
+from relevance_core.net import free_port
 from relevance_core.teacher.assets import SHIPPED_GGUF_ADAPTER, smollm2_gguf
 from relevance_core.teacher.openai_client import TeacherUnavailable
 
@@ -60,12 +60,6 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
             os._exit(1)
 
     return preexec
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def serve_command(port: int, *, threads: int = 1, model_name: str = LOCAL_MODEL,

@@ -1,5 +1,6 @@
 """The teacher's relevance score (paper §3.3.1, eq. 4) and how p(Good), p(Bad) are read from the token
-log-probabilities at the judgement position, the first word after "Final judgment:" (design.md, CoT grammar).
+log-probabilities at the judgement position, the first word after "Final judgment:" (docs/architecture.md, "The CoT
+grammar").
 
 Eq. 4 as printed applies a softmax to the two *probabilities*: s = e^pG / (e^pG + e^pB) = sigmoid(pG - pB), which
 lies in [0.27, 0.73]. ``normalisation="softmax"`` implements it as written; ``"renormalise"`` is the plain

@@ -19,7 +19,7 @@ from cachetools import LRUCache
 
 from service.core.batching import MicroBatcher
 from service.core.maxsim import maxsim_segments
-from service.core.models import ColBERTModel
+from service.core.runtime import ColBERTModel
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store import ItemBatch, ItemStore, ItemTokens, StoreError

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from export.indexer import IndexingError, evaluate_codec, index_catalogue
 from relevance.cli import app
 from relevance_core.data import Pair, Product, build_catalogue, load_pairs, write_catalogue, write_pairs
-from service.core.models import ColBERTModel, TokenEmbeddings, load_runtime_model
+from service.core.runtime import ColBERTModel, TokenEmbeddings, load_runtime_model
 from service.store import StoreError
 from service.store import local as local_store
 from service.store import redis as redis_store

@@ -22,7 +22,7 @@ from mkd.students.scoring import predict_p_good
 from relevance.cli import app
 from relevance_core.data import load_pairs, write_pairs
 from relevance_core.model_repository import ModelRepositoryError, resolve_model
-from service.core.models import ColBERTModel, CrossEncoderModel, load_runtime_model
+from service.core.runtime import ColBERTModel, CrossEncoderModel, load_runtime_model
 from service.core.tokenization import StudentTokenizer
 from tests.mkd.students.tiny import tiny_student
 

@@ -1,5 +1,6 @@
-"""The committed model repository: version 1 of the ColBERT student is int8, at most 30 MB, its config parses as
-Triton's ModelConfig, and it scores held-out pairs with ONNX Runtime alone, well above chance."""
+"""The committed model repository: versions 1 (label-only) and 2 (MKD from the release teacher) of the ColBERT
+student are int8, at most 30 MB each, the config parses as Triton's ModelConfig, and each scores held-out pairs
+with ONNX Runtime alone, well above chance; version 2, the highest, is what serving picks by default."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from export.triton import read_config
 from relevance_core.model_repository import resolve_model
 
@@ -15,8 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 REPOSITORY = REPO / "model_repository"
 
 
-def test_version_1_is_a_small_int8_colbert_with_a_card() -> None:
-    version = resolve_model(REPOSITORY, version=1)
+@pytest.mark.parametrize("number", [1, 2])
+def test_each_version_is_a_small_int8_colbert_with_a_card(number: int) -> None:
+    version = resolve_model(REPOSITORY, version=number)
     assert version.meta.family == "colbert" and version.meta.precision == "int8"
     assert version.onnx_path.stat().st_size <= 30 * 1024 * 1024
     config = read_config(version.config_path)
@@ -27,7 +31,17 @@ def test_version_1_is_a_small_int8_colbert_with_a_card() -> None:
     assert record["variants"]["int8"]["roc_auc_cost"] <= 0.005
 
 
-def test_it_scores_held_out_pairs_without_torch() -> None:
+def test_version_2_is_the_default_and_was_distilled_from_the_teacher_file() -> None:
+    default = resolve_model(REPOSITORY)
+    assert default.version == 2
+    card = (default.directory / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "--teacher" in card and "--no-teacher-labelled" in card and "unlabeled pool pairs" in card
+    config = read_config(default.config_path)
+    assert config.version_policy.latest.num_versions == 2  # Triton serves both during a switch
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_it_scores_held_out_pairs_without_torch(number: int) -> None:
     code = (
         "import json, sys\n"
         "import numpy as np\n"
@@ -35,7 +49,7 @@ def test_it_scores_held_out_pairs_without_torch() -> None:
         "from relevance_core.data import default_pairs_path, load_pairs, split_pairs\n"
         "from mkd.evaluation.scorers import load_scorer\n"
         "test = split_pairs(load_pairs(default_pairs_path()))['test'][:400]\n"
-        f"scores = load_scorer({str(REPOSITORY)!r}, version=1, show_progress=False).score(test)\n"
+        f"scores = load_scorer({str(REPOSITORY)!r}, version={number}, show_progress=False).score(test)\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "print(json.dumps({'auc': roc_auc_score([p.good for p in test], scores), 'n': len(test)}))\n"
     )

@@ -160,7 +160,6 @@ def test_version_switch_under_load(catalogue: Path, saturation: dict[str, Any], 
                                    tmp_path: Path) -> None:
     repository = tmp_path / "repository"
     shutil.copytree(SHIPPED, repository)
-    shutil.copytree(repository / "colbert" / "1", repository / "colbert" / "2")
     store_dir = tmp_path / "index"
     limit = ["--catalog-limit", str(SWITCH_ITEMS)]
     index(catalogue, store_dir=store_dir, repository=repository, version=1, limit=SWITCH_ITEMS)

@@ -164,7 +164,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     """The real gateway (the shipped int8 ColBERT, ONNX Runtime, a local store holding CATALOGUE, both caches
     off) on a loopback port."""
     from service.app import create_app
-    from service.core.models import ColBERTModel, load_runtime_model
+    from service.core.runtime import ColBERTModel, load_runtime_model
     from service.settings import Settings
     from service.store.codec import TokenCodec
     from service.store.local import LocalItemStore

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.core.models import ColBERTModel, load_runtime_model
+from service.core.runtime import ColBERTModel, load_runtime_model
 from service.grpc import relevance_pb2 as pb
 from service.grpc import relevance_pb2_grpc as pb_grpc
 from service.settings import Settings

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from service.app import create_app
-from service.core.models import ColBERTModel, load_runtime_model
+from service.core.runtime import ColBERTModel, load_runtime_model
 from service.explain import AspectEvidence, ExplainResult
 from service.grpc import relevance_pb2 as pb
 from service.grpc import relevance_pb2_grpc as pb_grpc

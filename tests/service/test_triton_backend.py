@@ -28,7 +28,7 @@ from export.triton import read_config
 from relevance_core.paths import REPO_ROOT
 from service.app import create_app
 from service.backends.triton import TritonBackend
-from service.core.models import ColBERTModel, load_runtime_model
+from service.core.runtime import ColBERTModel, load_runtime_model
 from service.settings import Settings
 from tests.ports import free_port
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.core.models import ColBERTModel, load_runtime_model
+from service.core.runtime import ColBERTModel, load_runtime_model
 from service.settings import Settings
 from service.store.codec import TokenCodec
 from service.store.local import LocalItemStore

@@ -141,7 +141,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(small_data: tuple[Path, P
 
 
 def test_graded_target_mixes_rating_and_label() -> None:
-    from mkd.distill.teacher import label_target
+    from mkd.distill.teacher_file import label_target
 
     good, bad = Pair("q", "t", 2.33, "1"), Pair("q", "t", 2.0, "2")
     assert label_target(good) == 1.0 and label_target(bad) == 0.0

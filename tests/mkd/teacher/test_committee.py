@@ -14,7 +14,6 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from mkd.evaluation.scorers import UnknownModelError, load_scorer
-from mkd.teacher.annotator import Annotator, Lexicons
 from mkd.teacher.committee import (
     Committee,
     CommitteeScorer,
@@ -26,6 +25,7 @@ from mkd.teacher.committee import (
     out_of_fold,
     write_scores,
 )
+from mkd.teacher.rule_annotator import Annotator, Lexicons
 from relevance_core.cot import parse
 from relevance_core.data import Pair, load_pairs, write_pairs
 

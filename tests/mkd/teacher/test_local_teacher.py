@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mkd.distill.teacher import load_teacher
+from mkd.distill.teacher_file import load_teacher
 from mkd.teacher.local import (
     LocalTeacher,
     PrefixCache,

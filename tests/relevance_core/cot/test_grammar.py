@@ -84,7 +84,7 @@ def test_fig3_second_case_braces_around_the_value() -> None:
     _check_spans(result, "toiletries to make curly hair straight", "Toiletries Hair Straightening Cream 200 ml")
 
 
-def test_design_md_angle_bracket_case() -> None:
+def test_architecture_angle_bracket_case() -> None:
     result = parse(ANGLE_TEXT, ANGLE_QUERY, ANGLE_TITLE)
     assert result.ok and result.warnings == []
     assert result.explanation == Explanation(

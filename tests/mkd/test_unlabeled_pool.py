@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mkd.pool import build_pool
+from mkd.unlabeled_pool import build_pool
 from relevance_core.data import Pair, Product
 
 CATALOGUE = [

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mkd.distill.teacher import TeacherFileError, TeacherRow, build_examples, load_teacher, sample_by_query
+from mkd.distill.teacher_file import TeacherFileError, TeacherRow, build_examples, load_teacher, sample_by_query
 from relevance_core.data import Pair
 from tests.mkd.students.tiny import QUERY, TITLE, example_cot
 
