@@ -80,7 +80,7 @@ def test_scoring_is_unaffected_by_a_stalled_or_down_shadow_teacher(teacher: str,
         baseline = [_score(client, k)[1] for k in range(5)]
 
     with stalling_teacher() if teacher == "stalled" else refused_port() as url:
-        settings = Settings(**common, teacher_url=url, teacher_timeout_s=3.0, teacher_retries=0,  # type: ignore[arg-type]
+        settings = Settings(**common, teacher_url=url, teacher_timeout_s=30.0, teacher_retries=0,  # type: ignore[arg-type]
                             shadow_rate=1.0, shadow_queue_size=4, shadow_concurrency=2)
         with TestClient(create_app(settings)) as client:
             latencies = []
@@ -98,8 +98,8 @@ def test_scoring_is_unaffected_by_a_stalled_or_down_shadow_teacher(teacher: str,
                 metrics = samples(client)
     pairs = {outcome: metrics[("relevance_shadow_pairs_total", (("outcome", outcome),))]
              for outcome in ("queued", "dropped", "no_title")}
-    # a teacher call of up to 3 s never shows in scoring: every /v1/score answered well within it
-    assert max(latencies) < 1.0, latencies
+    # a stalled teacher call lasts 30 s; scoring never waits for one (10 s: room for a starved CPU, not for a wait)
+    assert max(latencies) < 10.0, latencies
     assert pairs["queued"] + pairs["dropped"] == 90 and pairs["no_title"] == 0
     assert depth <= 4
     judgements = {o: metrics[("relevance_shadow_judgements_total", (("outcome", o),))]
