@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from relevance_core.cot import Judgement
+from relevance_core.cot import Judgement, judgement_of
 from relevance_core.teacher.openai_client import TeacherClient, TeacherResponseError, TeacherResult, TeacherUnavailable
 from relevance_core.teacher.score import Normalisation
 from service.core.batching import Overloaded
@@ -222,8 +222,7 @@ class Explainer:
         if scoring is not None:
             view, error = await scoring
             result.student, result.student_error = view, error
-            said = result.judgement or (None if result.score is None else
-                                        "Good" if result.score >= 0.5 else "Bad")
+            said = teacher.verdict
             result.disagreement = None if view is None or said is None else said != view.label
         return result
 
@@ -245,4 +244,4 @@ async def _student_view(engine: ScoringEngine, query: str, title: str, good_thre
     evidence = [TokenEvidence(query_token=m.query_token, title_token=m.title_token, similarity=m.similarity)
                 for m in item.evidence or []]
     return StudentView(model_version=engine.model_version, score=item.score,
-                       label="Good" if item.score >= good_threshold else "Bad", evidence=evidence), None
+                       label=judgement_of(item.score, good_threshold), evidence=evidence), None

@@ -20,6 +20,7 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 
+from relevance_core.cot import judgement_of
 from service.explain import Explainer, TeacherResponseError, TeacherUnavailable
 from service.metrics import Metrics
 from service.settings import Settings
@@ -115,6 +116,5 @@ class ShadowSampler:
             metrics.shadow_judgements.labels("ok").inc()
             metrics.shadow_score.labels("teacher").observe(result.score)
             metrics.shadow_score.labels("student").observe(student)
-            teacher_good = result.judgement == "Good" if result.judgement else result.score >= 0.5
-            agree = teacher_good == (student >= self.good_threshold)
+            agree = result.verdict == judgement_of(student, self.good_threshold)
             metrics.shadow_comparisons.labels("agree" if agree else "disagree").inc()

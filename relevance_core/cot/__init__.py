@@ -23,6 +23,7 @@ from relevance_core.cot.grammar import (
     ParseResult,
     QueryRequirement,
     find_span,
+    judgement_of,
     parse,
     render,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "canonical_aspect",
     "evidence_spans",
     "find_span",
+    "judgement_of",
     "lookup_aspect",
     "pair_labels",
     "parse",

@@ -33,6 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from relevance_core.cot.aspects import canonical_aspect, lookup_aspect
 
 Judgement = Literal["Good", "Bad"]
+
+
+def judgement_of(score: float, threshold: float = 0.5) -> Judgement:
+    """The judgement a score stands for: Good at or above ``threshold``."""
+    return "Good" if score >= threshold else "Bad"
+
 Span = tuple[int, int]
 Value = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 

@@ -30,7 +30,7 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from relevance_core.cot import Judgement, ParseResult, parse
+from relevance_core.cot import Judgement, ParseResult, judgement_of, parse
 from relevance_core.teacher.prompt import ChatMessage, chatml_prompt, teacher_messages
 from relevance_core.teacher.score import (
     DEFAULT_MIN_MASS,
@@ -84,6 +84,11 @@ class TeacherResult(BaseModel):
     finish_reason: str | None = None
     latency_ms: float
     attempts: int = Field(description="HTTP requests made, retries included.")
+
+    @property
+    def verdict(self) -> Judgement | None:
+        """The judgement written in the CoT, else the one its score stands for; None without either."""
+        return self.judgement or (None if self.score is None else judgement_of(self.score))
 
 
 class TeacherClient:

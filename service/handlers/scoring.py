@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from relevance_core.cot import judgement_of
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput, ScoringEngine
 from service.handlers.errors import ApiError, Kind
@@ -77,7 +78,7 @@ class ScoreHandler:
             entry: dict[str, Any] = {"id": result.id}
             if result.score is not None:
                 entry["score"] = result.score
-                entry["label"] = "Good" if result.score >= threshold else "Bad"
+                entry["label"] = judgement_of(result.score, threshold)
             if result.source is not None:
                 entry["source"] = result.source
             if result.error is not None:
