@@ -305,7 +305,7 @@ def model_card(summary: dict[str, Any], record: dict[str, Any] | None, *, comman
         ]
         examples = record.get("examples")
         if examples and "teacher" in record["data"]:
-            scored = "the pool's only" if not config.get("labelled_teacher", True) else "all of them"
+            scored = "the pool pairs only" if not config.get("labelled_teacher", True) else "every pair"
             lines.append(f"- Examples: {examples['labelled']} labelled pairs and {examples['pool']} unlabeled pool "
                          f"pairs; teacher scores distilled for {scored}, teacher CoTs for "
                          f"{examples['cot_parsed']} pairs.")
