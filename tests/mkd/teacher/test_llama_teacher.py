@@ -170,11 +170,10 @@ def test_teacher_label_endpoint_writes_the_teacher_file(teacher_url: str, tmp_pa
 def test_evaluate_explanations_on_a_small_file(teacher_url: str, tmp_path: Path) -> None:
     """The evaluator against the real server: 8 test-split pairs from whole queries, compared with the annotator
     and the shipped ColBERT; every output written and the numbers consistent with the rows."""
+    from relevance_core.data import default_pairs_path, load_pairs, split_pairs, write_pairs
+
     pairs = tmp_path / "pairs.tsv"
-    lines = (REPO / "data" / "derived" / "test.tsv").read_text().splitlines()[:41]
-    if len(lines) < 41:
-        pytest.skip("no prepared test split (relevance data prepare)")
-    pairs.write_text("\n".join(lines) + "\n")
+    write_pairs(pairs, split_pairs(load_pairs(default_pairs_path()))["test"][:40])
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, "-m", "relevance.cli", "teacher", "evaluate-explanations", "--pairs",
                            str(pairs), "--limit", "8", "--endpoint", f"ellm-rele-local={teacher_url}", "--out",
