@@ -77,7 +77,8 @@ def run_ablation(family: str, *, train_pairs: Path, valid_pairs: Path, test_pair
     for row in rows:
         row["delta_roc_auc_vs_full"] = None if full is None else round(row["roc_auc"] - full["roc_auc"], 4)
     table = {"family": family, "train_pairs": str(train_pairs), "valid_pairs": str(valid_pairs),
-             "test_pairs": str(test_pairs), "teacher": str(teacher), "settings": train_settings, "rows": rows}
+             "test_pairs": str(test_pairs), "teacher": str(teacher), "rows": rows,
+             "settings": {k: v for k, v in train_settings.items() if isinstance(v, int | float | str | None)}}
     (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
     (out / "ablation.md").write_text(markdown(table), encoding="utf-8")
     _plot(rows, out / "ablation.png", family)

@@ -120,6 +120,8 @@ def ablate(
     pool_sample: Annotated[int | None, typer.Option(min=0, help="About N unlabeled pool pairs (by query).")]
     = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+    layers: Annotated[int | None, typer.Option(
+        min=1, help="Keep only the backbone's first N layers (a smaller, faster student).")] = None,
 ) -> None:
     """Paper Table 4 for one student: full MKD, w/o score, w/o CoT, w/o both, w/o MKD, trained alike and scored on
     the test pairs. Resumable (finished variants are read back, a stopped one continues from its checkpoint).
@@ -131,7 +133,8 @@ def ablate(
         table = run_ablation(student.value, train_pairs=train_pairs, valid_pairs=valid_pairs, test_pairs=test_pairs,
                              teacher=teacher, out=out, only=only, epochs=epochs, max_steps=max_steps,
                              batch_size=batch_size, lr=lr, seed=seed, labelled_teacher=teacher_labelled,
-                             train_sample=train_sample, pool_sample=pool_sample, threads=threads)
+                             train_sample=train_sample, pool_sample=pool_sample, threads=threads,
+                             layers=layers)
     except (PairsFileError, TeacherFileError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     Console(stderr=True).print(markdown(table), highlight=False)
