@@ -100,6 +100,12 @@ def sft(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Annotated[int, typer.Option(min=1)] = 2,
     seed: Annotated[int, typer.Option()] = 0,
+    balance: Annotated[bool, typer.Option(
+        "--balance", help="As many Good as Bad CoTs (the majority cut), alternating, so the teacher learns to say "
+                          "Bad.")] = False,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        min=1, help="Save a resumable checkpoint every N steps in OUT/checkpoint.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint (same settings).")] = False,
 ) -> None:
     """Fine-tune ELLM-rele on (P_LLM = S + Q + T → CoT), loss on the CoT tokens. Last line: a JSON summary."""
     from mkd.teacher.sft import AnnotationFileError, SFTConfig
@@ -107,10 +113,11 @@ def sft(
 
     config = SFTConfig(base=base, lora=not full, lora_r=lora_r, lora_alpha=lora_alpha,
                        lr=lr if lr is not None else (1e-5 if full else 2e-4), batch_size=batch_size, epochs=epochs,
-                       max_steps=max_steps, max_examples=max_examples, device=device, threads=threads, seed=seed)
+                       max_steps=max_steps, max_examples=max_examples, device=device, threads=threads, seed=seed,
+                       balance=balance)
     try:
-        record = run_sft(annotations, out, config)
-    except (AnnotationFileError, FileNotFoundError) as exc:
+        record = run_sft(annotations, out, config, checkpoint_every=checkpoint_every, resume=resume)
+    except (AnnotationFileError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     summary = {k: record[k] for k in ("steps", "trainable_parameters", "loss_first", "loss_last", "seconds")}
     print(json.dumps(summary | {"examples": record["data"]["examples"], "out": str(out)}))

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -32,6 +32,7 @@ from mkd.teacher.local import END_OF_TURN, SMOLLM2, PrefixCache, load_base, pair
 from relevance_core.provenance import git_commit, sha256_file
 
 IGNORE = -100
+CHECKPOINT_DIR = "checkpoint"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -61,11 +62,21 @@ class SFTConfig:
     seed: int = 0
     threads: int = 2
     device: str = "cpu"
+    balance: bool = False
     lora_targets: tuple[str, ...] = field(default_factory=lambda: LORA_TARGETS)
 
 
-def load_annotations(path: Path) -> list[tuple[str, str, str]]:
-    """(query, title, CoT) of the rows of an annotation file that kept a label-consistent CoT."""
+class Example(NamedTuple):
+    """One SFT example: the pair, its CoT and whether the CoT's judgement is Good (None: not recorded)."""
+
+    query: str
+    title: str
+    cot: str
+    good: bool | None
+
+
+def load_annotations(path: Path) -> list[Example]:
+    """The rows of an annotation file that kept a label-consistent CoT."""
     examples = []
     for where, row in read_jsonl(path, AnnotationFileError):
         try:
@@ -73,18 +84,32 @@ def load_annotations(path: Path) -> list[tuple[str, str, str]]:
         except KeyError as error:
             raise AnnotationFileError(f"{where}: not an annotation row ({error!r})") from None
         if cot:
-            examples.append((query, title, cot))
+            judgement = row.get("judgement")
+            examples.append(Example(query, title, cot, None if judgement is None else judgement == "Good"))
     if not examples:
         raise AnnotationFileError(f"{path}: no row with a CoT")
     return examples
 
 
-def _batch(tokenizer: Any, examples: list[tuple[str, str, str]], prefix_length: int,
+def balance(examples: list[Example], path: Path) -> list[Example]:
+    """As many Good as Bad examples (the majority cut to the minority's count), alternating so that any prefix
+    (``max_examples``, ``max_steps``) stays balanced; the order within each side is kept."""
+    if any(e.good is None for e in examples):
+        raise AnnotationFileError(f"{path}: balancing needs the 'judgement' of every row with a CoT")
+    good = [e for e in examples if e.good]
+    bad = [e for e in examples if not e.good]
+    if not good or not bad:
+        raise AnnotationFileError(f"{path}: balancing needs both Good and Bad CoTs "
+                                  f"({len(good)} Good, {len(bad)} Bad)")
+    return [e for pair in zip(good, bad, strict=False) for e in pair]
+
+
+def _batch(tokenizer: Any, examples: list[Example], prefix_length: int,
            device: torch.device) -> dict[str, torch.Tensor]:
     """Right-padded pair + CoT ids with labels on the CoT and end-of-turn tokens only."""
     rows, labels = [], []
     end = tokenizer(END_OF_TURN, add_special_tokens=False)["input_ids"]
-    for query, title, cot in examples:
+    for query, title, cot, _ in examples:
         prompt = tokenizer(pair_text(query, title), add_special_tokens=False)["input_ids"]
         target = tokenizer(cot, add_special_tokens=False)["input_ids"] + end
         rows.append(prompt + target)
@@ -103,14 +128,19 @@ def _batch(tokenizer: Any, examples: list[tuple[str, str, str]], prefix_length: 
             "position_ids": positions.to(device), "labels": label_ids.to(device)}
 
 
-def sft(annotations: Path, out_dir: Path, config: SFTConfig, *, show_progress: bool = True) -> dict[str, Any]:
+def sft(annotations: Path, out_dir: Path, config: SFTConfig, *, show_progress: bool = True,
+        checkpoint_every: int | None = None, resume: bool = False) -> dict[str, Any]:
     """Fine-tune; saves the adapter (LoRA) or the model (full) with its tokenizer in ``out_dir`` and returns the
-    record written to ``out_dir/sft.json``."""
+    record written to ``out_dir/sft.json``. Every ``checkpoint_every`` steps the trainable weights, optimizer,
+    schedule, losses and RNG state go to ``out_dir/checkpoint``; ``resume`` continues from there (the data order is
+    fixed by the seed, so the run is the one that would have run uninterrupted; the thread count may change)."""
     started = time.time()
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     examples = load_annotations(annotations)
     random.Random(config.seed).shuffle(examples)
+    if config.balance:
+        examples = balance(examples, annotations)
     if config.max_examples is not None:
         examples = examples[: config.max_examples]
     model, tokenizer = load_base(config.base)
@@ -135,11 +165,18 @@ def sft(annotations: Path, out_dir: Path, config: SFTConfig, *, show_progress: b
     model.eval()  # no dropout while encoding the prefix
     prefix = PrefixCache.encode(model, tokenizer, prefix_ids)
     losses: list[float] = []
-    progress = tqdm(total=total, desc="SFT", unit="step", disable=not show_progress,
+    step, elapsed = 0, 0.0
+    checkpoint = out_dir / CHECKPOINT_DIR / "state.pt"
+    if resume and checkpoint.is_file():
+        step, losses, elapsed = _restore(checkpoint, config, model, optimizer, scheduler)
+    progress = tqdm(total=total, initial=step, desc="SFT", unit="step", disable=not show_progress,
                     mininterval=0.1 if sys.stderr.isatty() else 60.0)
-    step = 0
+    done = step
     while step < total:
         for start in range(0, len(examples), config.batch_size):
+            if done > 0:  # resumed: skip the batches already trained on, in the same order
+                done -= 1
+                continue
             if not config.lora and step % config.prefix_refresh == 0 and step > 0:
                 model.eval()
                 prefix = PrefixCache.encode(model, tokenizer, prefix_ids)
@@ -163,6 +200,9 @@ def sft(annotations: Path, out_dir: Path, config: SFTConfig, *, show_progress: b
             losses.append(loss.item())
             progress.update(1)
             progress.set_postfix(loss=f"{loss.item():.4f}")
+            if checkpoint_every and step % checkpoint_every == 0 and step < total:
+                _save(checkpoint, config, model, optimizer, scheduler, step, losses,
+                      elapsed + time.time() - started)
             if step >= total:
                 break
     progress.close()
@@ -191,9 +231,39 @@ def sft(annotations: Path, out_dir: Path, config: SFTConfig, *, show_progress: b
         "loss_last": sum(losses[-window:]) / window,
         "losses": [round(v, 4) for v in losses],
         "prefix_tokens": prefix.length,
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(elapsed + time.time() - started, 1),
         "git_commit": git_commit(),
         "versions": {"torch": torch.__version__},
     }
     (out_dir / "sft.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
+
+
+def _save(path: Path, config: SFTConfig, model: Any, optimizer: torch.optim.Optimizer,
+          scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, losses: list[float], seconds: float) -> None:
+    """Write the resumable state atomically (a stopped save leaves the previous checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainable = {name: tensor for name, tensor in model.state_dict().items()
+                 if name in {n for n, p in model.named_parameters() if p.requires_grad}}
+    state = {"config": asdict(config), "step": step, "losses": losses, "seconds": seconds, "model": trainable,
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "rng": torch.get_rng_state()}
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def _restore(path: Path, config: SFTConfig, model: Any, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, list[float], float]:
+    """Load a checkpoint written by :func:`_save` for the same settings; returns (step, losses, seconds)."""
+    state = torch.load(path, weights_only=False)
+    saved = {k: v for k, v in state["config"].items() if k != "threads"}
+    wanted = {k: v for k, v in asdict(config).items() if k != "threads"}
+    if json.dumps(saved, sort_keys=True, default=str) != json.dumps(wanted, sort_keys=True, default=str):
+        raise ValueError(f"{path}: the checkpoint was written with other settings; use another --out or drop "
+                         "--resume")
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return state["step"], state["losses"], state["seconds"]

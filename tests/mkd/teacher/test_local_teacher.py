@@ -179,3 +179,49 @@ def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm
     with serving(create_teacher_app(teacher, "tiny")) as port:
         asyncio.run(ask(port))
     assert teacher.max_new_tokens == 6  # a request's max_tokens does not stick
+
+
+def _annotation_file(path: Path, goods: int, bads: int, *, judgement: bool = True) -> Path:
+    cot = "Thinking: query has product requirement: drill; ad in product: Drill, matches. Final judgment: "
+    rows = [{"query": f"drill {i}", "product_title": f"DEWALT Drill {i}", "cot": cot + "Good", "judgement": "Good"}
+            for i in range(goods)]
+    rows += [{"query": f"saw {i}", "product_title": f"Drill {i}", "cot": cot + "Bad-product", "judgement": "Bad"}
+             for i in range(bads)]
+    for row in rows:
+        if not judgement:
+            del row["judgement"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_sft_balances_good_and_bad_and_resumes_to_the_same_adapter(tiny_lm: Path, tmp_path: Path) -> None:
+    """--balance cuts the majority to the minority's count and alternates the two; a run resumed from its last
+    checkpoint ends with the same losses and adapter as the run that was not stopped."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from mkd.teacher.sft import AnnotationFileError, SFTConfig, balance, load_annotations, sft
+
+    annotations = _annotation_file(tmp_path / "annotations.jsonl", goods=6, bads=3)
+    balanced = balance(load_annotations(annotations), annotations)
+    assert [e.good for e in balanced] == [True, False] * 3
+    with pytest.raises(AnnotationFileError, match="judgement"):
+        path = _annotation_file(tmp_path / "bare.jsonl", goods=2, bads=2, judgement=False)
+        balance(load_annotations(path), path)
+    with pytest.raises(AnnotationFileError, match="both Good and Bad"):
+        path = _annotation_file(tmp_path / "good.jsonl", goods=2, bads=0)
+        balance(load_annotations(path), path)
+
+    config = SFTConfig(base=str(tiny_lm), batch_size=2, max_steps=3, balance=True, threads=1)
+    whole = sft(annotations, tmp_path / "whole", config, show_progress=False, checkpoint_every=1)
+    assert whole["data"]["examples"] == 6 and whole["steps"] == 3
+    assert (tmp_path / "whole" / "checkpoint" / "state.pt").is_file()  # the last one: after step 2 of 3
+    shutil.copytree(tmp_path / "whole" / "checkpoint", tmp_path / "resumed" / "checkpoint")
+    resumed = sft(annotations, tmp_path / "resumed", config, show_progress=False, resume=True)
+    assert resumed["steps"] == 3 and resumed["losses"] == whole["losses"]
+    first, second = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("whole", "resumed"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    with pytest.raises(ValueError, match="other settings"):
+        sft(annotations, tmp_path / "resumed", SFTConfig(base=str(tiny_lm), batch_size=4, max_steps=3,
+                                                         balance=True), show_progress=False, resume=True)
