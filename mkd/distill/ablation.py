@@ -70,7 +70,8 @@ def run_ablation(family: str, *, train_pairs: Path, valid_pairs: Path, test_pair
         meta = json.loads((directory / "variant.json").read_text())
         rows.append({"variant": variant.name, "slug": variant.slug, "lambdas": list(variant.lambdas),
                      "teacher": variant.teacher, **{m: report[m] for m in METRICS},
-                     "long_tail_roc_auc": report["long_tail"]["roc_auc"], "steps": meta["steps"],
+                     "long_tail_roc_auc": report["long_tail"]["roc_auc"], "head_roc_auc": report["head"]["roc_auc"],
+                     "steps": meta["steps"],
                      "examples": meta["examples"]["total"], "pool": meta["examples"]["pool"],
                      "train_seconds": meta["seconds"]})
     full = next((r for r in rows if r["slug"] == "full"), None)
@@ -87,12 +88,12 @@ def run_ablation(family: str, *, train_pairs: Path, valid_pairs: Path, test_pair
 
 def markdown(table: dict[str, Any]) -> str:
     lines = [f"| {table['family']} variant | λ (score, CoT, CE) | ROC-AUC | Neg PR-AUC | NDCG@10 | long-tail ROC-AUC "
-             "| Δ ROC-AUC vs full |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| head ROC-AUC | Δ ROC-AUC vs full |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in table["rows"]:
         delta = "" if r["delta_roc_auc_vs_full"] is None else f"{r['delta_roc_auc_vs_full']:+.4f}"
         lambdas = ", ".join(f"{v:g}" for v in r["lambdas"])
         lines.append(f"| {r['variant']} | {lambdas} | {r['roc_auc']:.4f} | {r['neg_pr_auc']:.4f} | "
-                     f"{r['ndcg10']:.4f} | {r['long_tail_roc_auc']:.4f} | {delta} |")
+                     f"{r['ndcg10']:.4f} | {r['long_tail_roc_auc']:.4f} | {r['head_roc_auc']:.4f} | {delta} |")
     return "\n".join(lines) + "\n"
 
 

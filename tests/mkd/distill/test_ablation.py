@@ -28,6 +28,10 @@ def test_ablation_table_of_two_variants_and_its_resume(small_data: tuple[Path, P
     assert rows["label-only"]["delta_roc_auc_vs_full"] == round(rows["label-only"]["roc_auc"]
                                                                 - rows["full"]["roc_auc"], 4)
     assert all(0.0 <= r["roc_auc"] <= 1.0 and r["steps"] == 3 for r in rows.values())
+    report_path = out / "full" / "test" / "report.json"
+    report = json.loads(report_path.read_text())
+    assert (rows["full"]["long_tail_roc_auc"], rows["full"]["head_roc_auc"]) == (report["long_tail"]["roc_auc"],
+                                                                                 report["head"]["roc_auc"])
     assert table["settings"] == {"max_steps": 3, "batch_size": 16, "show_progress": False, "layers": 1}
     training = json.loads((out / "full" / "training.json").read_text())
     assert training["config"]["layers"] == 1
@@ -36,9 +40,8 @@ def test_ablation_table_of_two_variants_and_its_resume(small_data: tuple[Path, P
     assert "| full MKD |" in markdown and "| w/o MKD (label-only) |" in markdown
     assert (out / "ablation.png").stat().st_size > 0
 
-    report = out / "full" / "test" / "report.json"
-    written = report.stat().st_mtime_ns
+    written = report_path.stat().st_mtime_ns
     again = run_ablation("colbert", train_pairs=train_path, valid_pairs=valid_path, test_pairs=valid_path,
                          teacher=teacher_path, out=out, only=["full"], **settings)
-    assert report.stat().st_mtime_ns == written  # read back, not trained again
+    assert report_path.stat().st_mtime_ns == written  # read back, not trained again
     assert again["rows"] == [rows["full"]]
