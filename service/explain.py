@@ -158,6 +158,7 @@ class Explainer:
         *,
         max_tokens: int = 256,
         normalisation: Normalisation = "softmax",
+        grounded: bool = False,
         gate: Callable[[], None] | None = None,
         others: Mapping[str, str] | None = None,
     ) -> None:
@@ -166,7 +167,7 @@ class Explainer:
 
         def client(url: str, name: str) -> TeacherClient:
             return TeacherClient(url, name, api_key=api_key, timeout_s=timeout_s, retries=retries,
-                                 max_tokens=max_tokens, normalisation=normalisation)
+                                 max_tokens=max_tokens, normalisation=normalisation, grounded=grounded)
 
         self._clients = {name: client(url, name) for name, url in (others or {}).items()}
         if base_url:
@@ -178,7 +179,8 @@ class Explainer:
         return cls(settings.teacher_url, settings.teacher_model,
                    api_key=settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else None,
                    timeout_s=settings.teacher_timeout_s, retries=settings.teacher_retries,
-                   normalisation=settings.teacher_normalisation, gate=gate, others=settings.teacher_models)
+                   normalisation=settings.teacher_normalisation, grounded=settings.teacher_grounded, gate=gate,
+                   others=settings.teacher_models)
 
     @property
     def configured(self) -> bool:

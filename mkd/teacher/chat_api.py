@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from relevance_core.teacher.assets import prefix_text
 from relevance_core.teacher.prompt import SYSTEM_PROMPT
@@ -28,12 +28,25 @@ _CHATML_PAIR = re.compile(r"\A<\|im_start\|>user\nQuery: (?P<query>.*)\nProduct 
                           r"<\|im_start\|>assistant\n(?P<prefill>.*)\Z", re.S)
 
 
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs`` request field; of its kinds the teacher servers take a GBNF ``grammar`` (any
+    other kind is a 422 naming it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    grammar: str = Field(min_length=1, max_length=200_000)
+
+
 class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[dict[str, Any]] = Field(min_length=2, max_length=2)
     max_tokens: int | None = Field(None, ge=1, le=512)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    structured_outputs: StructuredOutputs | None = None
+
+    @property
+    def grammar(self) -> str | None:
+        return None if self.structured_outputs is None else self.structured_outputs.grammar
 
 
 class CompletionRequest(BaseModel):

@@ -123,6 +123,11 @@ def sft(
     print(json.dumps(summary | {"examples": record["data"]["examples"], "out": str(out)}))
 
 
+Grounded = Annotated[bool, typer.Option(
+    "--grounded", help="Grounded decoding: send each pair's grammar of grounded CoTs (every value a span of the query "
+                       "or title) as structured_outputs.grammar; endpoints only.")]
+
+
 @teacher_app.command("label")
 def label(
     pairs: Annotated[Path, typer.Option(help="Pairs TSV to pseudo-label (labelled or unlabeled).")],
@@ -145,6 +150,7 @@ def label(
     device: Annotated[str, typer.Option()] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (faster decoding where the CPU has bf16).")]
     = "float32",
+    grounded: Grounded = False,
 ) -> None:
     """Pseudo-label pairs with ELLM-rele: CoT, p(Good), p(Bad), eq. 4 score. Last line: a JSON summary with the
     throughput."""
@@ -152,6 +158,8 @@ def label(
         raise fail(f"--dtype {dtype!r}: expected float32, bfloat16 or float16")
     if normalisation not in ("softmax", "renormalise"):
         raise fail(f"--normalisation {normalisation!r}: expected 'softmax' or 'renormalise'")
+    if grounded and not endpoint:
+        raise fail("--grounded: the in-process teacher does not constrain decoding; use --endpoint")
     chosen = _subset(pairs, limit, seed, require_label=False)
     if endpoint:
         from mkd.teacher.label import label_endpoint
@@ -161,7 +169,7 @@ def label(
 
         async def run() -> dict:
             async with TeacherClient(url, model, normalisation=normalisation,  # type: ignore[arg-type]
-                                     max_tokens=max_new_tokens, timeout_s=120.0) as client:
+                                     max_tokens=max_new_tokens, timeout_s=120.0, grounded=grounded) as client:
                 return await label_endpoint(chosen, out, client, concurrency=concurrency)
 
         summary = asyncio.run(run())
@@ -257,6 +265,7 @@ def evaluate_explanations(
     max_tokens: Annotated[int, typer.Option(min=16)] = 128,
     timeout_s: Annotated[float, typer.Option(min=1.0)] = 120.0,
     api_key: Annotated[str | None, typer.Option(envvar="RELEVANCE_TEACHER_API_KEY")] = None,
+    grounded: Grounded = False,
 ) -> None:
     """Measure explanation quality: judgement ROC-AUC/accuracy, grounding (values located in query or title),
     per-aspect precision/recall against the annotator, agreement with the served student, latency. Last line: the
@@ -294,7 +303,7 @@ def evaluate_explanations(
         results = {}
         for model, url in specs:
             async with TeacherClient(url, model, api_key=api_key, timeout_s=timeout_s, max_tokens=max_tokens,
-                                     retries=1) as client:
+                                     retries=1, grounded=grounded) as client:
                 results[model] = await explain_pairs(chosen, model, client, concurrency=concurrency)
         return results
 
@@ -302,7 +311,8 @@ def evaluate_explanations(
     for rows in outcomes.values():
         for row, ref, score in zip(rows, refs, student_scores, strict=True):
             row.reference, row.student_score = ref, score
-    meta = {"pairs_file": str(pairs), "pairs": len(chosen), "queries": len({p.query for p in chosen}),
+    meta = {"pairs_file": str(pairs), "pairs": len(chosen), "decoding": "grounded" if grounded else "free",
+            "queries": len({p.query for p in chosen}),
             "sample": sample, "with_reference": sum(r is not None for r in refs), "student": student_name,
             "command": "relevance teacher " + shlex.join(sys.argv[sys.argv.index("evaluate-explanations"):])
             if "evaluate-explanations" in sys.argv else "relevance teacher evaluate-explanations"}

@@ -238,7 +238,8 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: one row per endpoint, then per-aspect tables and hallucination examples."""
     lines = [f"# Explanation quality: {report['pairs_file']}", "",
              f"{report['pairs']} pairs ({report['queries']} queries; {report['sample']}). Reference CoTs from the "
-             f"programmatic annotator for {report['with_reference']} of them. Student: {report['student'] or 'none'}.",
+             f"programmatic annotator for {report['with_reference']} of them. Student: {report['student'] or 'none'}. "
+             f"Decoding: {report.get('decoding', 'free')}.",
              "", "| endpoint | ROC-AUC | accuracy | judged Good | parse ok | fully located | hallucinated values "
              "| req. P / R | item P / R | student agreement | Spearman | p50 ms | p99 ms | errors |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

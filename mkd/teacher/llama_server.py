@@ -12,6 +12,11 @@ GGUF LoRA adapter (`mkd.teacher.gguf_adapter`), applied by llama.cpp at run time
 - **Logprobs are read while decoding.** Greedy decoding takes the argmax of each step's logits; the chosen token's
   log-probability and the top ``top_logprobs`` alternatives come from the same logits (a log-softmax over the
   vocabulary), so the judgement position needs no second pass.
+- **Structured outputs, as vLLM takes them.** A request's ``structured_outputs.grammar`` (GBNF; the gateway sends
+  `relevance_core.cot.grounding.grounded_grammar` when grounding is on) constrains the greedy choice through
+  llama.cpp's grammar sampler: the argmax is checked alone first and the whole vocabulary masked only when the
+  grammar rejects it. Log-probabilities stay the model's own (vLLM's default, raw logprobs), so eq. 4 reads the
+  same distribution.
 
 llama-cpp-python's own server (``python -m llama_cpp.server``) would apply the adapter to S too, which is not what
 the adapter was trained for, and would re-evaluate or copy the prompt state per request. One context serves one
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 from mkd.teacher.chat_api import (
     ChatRequest,
@@ -42,6 +47,9 @@ from mkd.teacher.chat_api import (
 )
 from relevance_core.teacher.assets import END_OF_TURN, pair_text, prefix_text
 from relevance_core.teacher.score import TokenLogprob, TopLogprob
+
+_TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+"""llama.cpp's ``llama_token_data``, for the candidate arrays the grammar sampler masks."""
 
 
 @dataclass(frozen=True)
@@ -93,33 +101,73 @@ class LlamaTeacher:
     def _token_text(self, token: int) -> str:
         return self.llm.detokenize([token]).decode("utf-8", errors="replace")
 
-    def complete(self, query: str, title: str, max_tokens: int | None = None, prefill: str = "") -> Completion:
+    def grammar(self, gbnf: str) -> Any:
+        """A llama.cpp grammar sampler for ``gbnf`` (root rule ``root``); ValueError when llama.cpp cannot parse
+        it. The caller frees it (`llama_sampler_free`)."""
+        vocab = self._api.llama_model_get_vocab(self.llm.model)
+        sampler = self._api.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+        if not sampler:
+            raise ValueError("structured_outputs.grammar: llama.cpp could not parse this GBNF grammar")
+        return sampler
+
+    def _allowed(self, sampler: Any, candidates: np.ndarray) -> np.ndarray:
+        """The grammar's verdict on ``candidates`` (token ids): True where it admits the token next."""
+        data = np.zeros(len(candidates), dtype=_TOKEN_DATA)
+        data["id"] = candidates
+        array = self._api.llama_token_data_array(data=data.ctypes.data_as(self._api.llama_token_data_p),
+                                                 size=len(candidates), selected=-1, sorted=False)
+        self._api.llama_sampler_apply(sampler, ctypes.byref(array))
+        return np.isfinite(data["logit"])
+
+    def _choose(self, logprobs: np.ndarray, top: np.ndarray, sampler: Any) -> int:
+        """The greedy token: the argmax, or under a grammar the most probable token it admits."""
+        token = int(top[0])
+        if sampler is None or self._allowed(sampler, np.array([token], dtype=np.int32))[0]:
+            return token
+        allowed = self._allowed(sampler, np.arange(self._n_vocab, dtype=np.int32))
+        if not allowed.any():
+            raise ValueError("structured_outputs.grammar: no token can continue the text")
+        return int(np.argmax(np.where(allowed, logprobs, -np.inf)))
+
+    def complete(self, query: str, title: str, max_tokens: int | None = None, prefill: str = "",
+                 grammar: str | None = None) -> Completion:
         """The greedy CoT for (``query``, ``title``), each token with its log-probability and the top alternatives;
-        with a ``prefill``, its continuation (the prefill is tokenized on its own, after the pair text)."""
+        with a ``prefill``, its continuation (the prefill is tokenized on its own, after the pair text); with a
+        GBNF ``grammar``, the greedy CoT among those it admits."""
         limit = self.max_new_tokens if max_tokens is None else min(max_tokens, self.max_new_tokens)
-        with self._lock:
-            self.llm.n_tokens = self.prefix_length  # eval() drops the KV cells after it
-            self.llm.eval(self._tokens(pair_text(query, title)) + (self._tokens(prefill) if prefill else []))
-            ids: list[int] = []
-            tokens: list[TokenLogprob] = []
-            truncated = True
-            for _ in range(limit):
-                pointer = self._api.llama_get_logits_ith(self.llm.ctx, -1)
-                logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
-                shifted = logits - logits.max()
-                logprobs = shifted - np.log(np.exp(shifted).sum())
-                top = np.argpartition(logprobs, -self.top_logprobs)[-self.top_logprobs:]
-                top = top[np.argsort(-logprobs[top], kind="stable")]
-                token = int(top[0])
-                if token in self._end:
-                    truncated = False
-                    break
-                ids.append(token)
-                tokens.append(TokenLogprob(token=self._token_text(token), logprob=float(logprobs[token]),
-                                           top_logprobs=[TopLogprob(token=self._token_text(int(i)),
-                                                                    logprob=float(logprobs[i])) for i in top]))
-                self.llm.eval([token])
-            text = self.llm.detokenize(ids).decode("utf-8", errors="replace")
+        sampler = self.grammar(grammar) if grammar is not None else None
+        try:
+            with self._lock:
+                return self._decode(query, title, limit, prefill, sampler)
+        finally:
+            if sampler is not None:
+                self._api.llama_sampler_free(sampler)
+
+    def _decode(self, query: str, title: str, limit: int, prefill: str, sampler: Any) -> Completion:
+        self.llm.n_tokens = self.prefix_length  # eval() drops the KV cells after it
+        self.llm.eval(self._tokens(pair_text(query, title)) + (self._tokens(prefill) if prefill else []))
+        ids: list[int] = []
+        tokens: list[TokenLogprob] = []
+        truncated = True
+        for _ in range(limit):
+            pointer = self._api.llama_get_logits_ith(self.llm.ctx, -1)
+            logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+            shifted = logits - logits.max()
+            logprobs = shifted - np.log(np.exp(shifted).sum())
+            top = np.argpartition(logprobs, -self.top_logprobs)[-self.top_logprobs:]
+            top = top[np.argsort(-logprobs[top], kind="stable")]
+            token = self._choose(logprobs, top, sampler)
+            if sampler is not None:
+                self._api.llama_sampler_accept(sampler, token)
+            if token in self._end:
+                truncated = False
+                break
+            ids.append(token)
+            tokens.append(TokenLogprob(token=self._token_text(token), logprob=float(logprobs[token]),
+                                       top_logprobs=[TopLogprob(token=self._token_text(int(i)),
+                                                                logprob=float(logprobs[i])) for i in top]))
+            self.llm.eval([token])
+        text = self.llm.detokenize(ids).decode("utf-8", errors="replace")
         return Completion(text=text, tokens=tokens, truncated=truncated)
 
 
@@ -131,7 +179,10 @@ def create_llama_app(teacher: LlamaTeacher, model_name: str = "ellm-rele-local")
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest) -> dict[str, Any]:
         query, title = teacher_pair(request.messages)
-        done = await asyncio.to_thread(teacher.complete, query, title, request.max_tokens)
+        try:
+            done = await asyncio.to_thread(teacher.complete, query, title, request.max_tokens, "", request.grammar)
+        except ValueError as error:  # a grammar llama.cpp cannot parse, or one that admits no continuation
+            raise HTTPException(400, str(error)) from None
         return completion_body(model_name, done.text.strip(), done.tokens, truncated=done.truncated, request=request)
 
     @app.post("/v1/completions")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 from mkd.teacher.chat_api import ChatRequest, add_model_routes, completion_body, teacher_pair
 from mkd.teacher.local import LocalTeacher
@@ -26,6 +26,9 @@ def create_teacher_app(teacher: LocalTeacher, model_name: str = "ellm-rele") -> 
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest) -> dict[str, Any]:
         query, title = teacher_pair(request.messages)
+        if request.grammar is not None:
+            raise HTTPException(400, "structured_outputs: the torch engine does not constrain decoding; serve "
+                                     "with --engine llama")
         async with lock:
             judgement = (await asyncio.to_thread(teacher.judge, [(query, title)], request.max_tokens))[0]
         return completion_body(model_name, judgement.cot, judgement.tokens, truncated=judgement.truncated,

@@ -154,7 +154,7 @@ _VERDICT = (
 _VERDICT_COMMA_RE = re.compile(r",\s*" + _VERDICT, re.IGNORECASE)
 _VERDICT_SPACE_RE = re.compile(r"(?<![^\W_])\s*" + _VERDICT, re.IGNORECASE)
 _POSITIVE_VERDICTS = re.compile(r"match(?:es|ed|ing)?", re.IGNORECASE)
-_VALUE_TRIM = " \t\r\n{}()[]\"'`.,;:-*"
+VALUE_TRIM = " \t\r\n{}()[]\"'`.,;:-*"
 
 
 def parse(text: str, query: str, title: str) -> ParseResult:
@@ -358,7 +358,7 @@ def _known(aspect: str, warnings: list[str]) -> str:
 def _locate_value(value: str, text: str) -> tuple[str, Span | None]:
     """Find ``value`` in ``text``, also trimmed of surrounding punctuation ("simpson." → "simpson"), trying both
     at each level of `find_span` before the next. Returns (the value that was found, span), or (value, None)."""
-    trimmed = value.strip(_VALUE_TRIM)
+    trimmed = value.strip(VALUE_TRIM)
     candidates = [value, trimmed] if trimmed and trimmed != value else [value]
     for keep in _LEVELS:
         for candidate in candidates:

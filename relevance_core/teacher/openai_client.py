@@ -15,6 +15,9 @@ Two endpoints are supported:
 ``timeout_s`` in all, retries included: connection errors, timeouts, HTTP 429 and 5xx are retried at most
 ``retries`` times with exponential backoff (or the server's Retry-After), and then raise `TeacherUnavailable`
 with a retry-after hint. Other HTTP errors and malformed answers raise `TeacherResponseError` at once.
+``grounded=True`` sends, with each judgement, the pair's grammar of grounded CoTs
+(`relevance_core.cot.grounding`) as vLLM's ``structured_outputs.grammar``, so that every value the teacher
+writes is a span of the query or the title.
 No torch here: the gateway imports this module.
 """
 
@@ -31,6 +34,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from relevance_core.cot import Judgement, ParseResult, judgement_of, parse
+from relevance_core.cot.grounding import grounded_grammar
 from relevance_core.teacher.prompt import ChatMessage, chatml_prompt, teacher_messages
 from relevance_core.teacher.score import (
     DEFAULT_MIN_MASS,
@@ -111,7 +115,10 @@ class TeacherClient:
         top_logprobs: int = 20,
         normalisation: Normalisation = "softmax",
         min_mass: float = DEFAULT_MIN_MASS,
+        grounded: bool = False,
     ) -> None:
+        if grounded and endpoint != "chat":
+            raise ValueError("grounded decoding needs endpoint='chat'")
         if timeout_s <= 0 or retries < 0 or backoff_s < 0 or max_tokens < 1 or not 1 <= top_logprobs <= 20:
             raise ValueError("need timeout_s > 0, retries >= 0, backoff_s >= 0, max_tokens >= 1, top_logprobs 1-20")
         self.base_url = base_url.rstrip("/")
@@ -126,6 +133,7 @@ class TeacherClient:
         self.top_logprobs = top_logprobs
         self.normalisation: Normalisation = normalisation
         self.min_mass = min_mass
+        self.grounded = grounded
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
 
@@ -152,6 +160,8 @@ class TeacherClient:
         payload: dict[str, Any] = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
         if self.endpoint == "chat":
             payload |= {"messages": messages, "logprobs": True, "top_logprobs": self.top_logprobs}
+            if self.grounded:
+                payload["structured_outputs"] = {"grammar": grounded_grammar(query, title)}
         else:
             payload |= {
                 "prompt": chatml_prompt(messages, prefill),

@@ -139,6 +139,34 @@ def test_served_judgement_probabilities_equal_the_torch_paths(teacher_url: str) 
         assert abs(result.p_good - reference.p_good) <= PROBABILITY_TOLERANCE
 
 
+def test_grounded_decoding_writes_only_values_of_the_pair(teacher_url: str) -> None:
+    """Under each pair's grammar (structured_outputs.grammar, sent by the client) every value the teacher writes
+    is located in the query or the title, where free decoding writes "bracket dowels" into a title without
+    them; the probabilities are the model's own (where both decodings write the same CoT, the same score); a
+    grammar llama.cpp cannot parse is a 400 and another structured-output kind a 422, each naming the field."""
+    free = _judge_many(teacher_url, [(q, t, "") for q, t in PAIRS], max_tokens=96)
+    grounded = _judge_many(teacher_url, [(q, t, "") for q, t in PAIRS], max_tokens=96, grounded=True)
+    for result in grounded:
+        explanation = result.parsed.explanation
+        assert result.parsed.ok and explanation is not None and result.score is not None, result.cot
+        assert all(r.span is not None for r in explanation.query_requirements), result.cot
+        assert all(v.span is not None for v in explanation.item_values), result.cot
+    unlocated = [v.value for r in free for v in r.parsed.explanation.item_values if v.span is None]
+    assert "bracket dowels" in unlocated  # the shipped adapter, decoding freely (issue 13's example)
+    same = [(f, g) for f, g in zip(free, grounded, strict=True) if f.cot == g.cot]
+    assert same and all(f.score == pytest.approx(g.score, abs=1e-6) for f, g in same)
+
+    from mkd.teacher import teacher_messages
+
+    messages = teacher_messages("drill", "DEWALT Drill")
+    bad = httpx.post(f"{teacher_url}/chat/completions", timeout=60, json={
+        "messages": messages, "structured_outputs": {"grammar": "root ::= ("}})
+    assert bad.status_code == 400 and "structured_outputs.grammar" in bad.text
+    other = httpx.post(f"{teacher_url}/chat/completions", timeout=60, json={
+        "messages": messages, "structured_outputs": {"json": {"type": "object"}}})
+    assert other.status_code == 422 and "json" in other.text
+
+
 def test_only_the_teacher_prompt_is_served(teacher_url: str) -> None:
     from mkd.teacher import teacher_messages
 

@@ -152,6 +152,9 @@ def test_label_refuses_a_folder_without_an_adapter(tmp_path: Path, vendored_pair
     result = CliRunner().invoke(app, ["teacher", "label", "--pairs", str(vendored_pairs), "--out",
                                       str(tmp_path / "t.jsonl"), "--adapter", str(tmp_path)])
     assert result.exit_code == 2 and "adapter_config.json" in result.output
+    result = CliRunner().invoke(app, ["teacher", "label", "--pairs", str(vendored_pairs), "--out",
+                                      str(tmp_path / "t.jsonl"), "--grounded"])
+    assert result.exit_code == 2 and "--endpoint" in result.output
 
 
 def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm: Path) -> None:
@@ -174,6 +177,10 @@ def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm
             with pytest.raises(TeacherResponseError) as error:
                 await client.judge(*PAIRS[0], messages=[{"role": "system", "content": "You are helpful."},
                                                         {"role": "user", "content": "hi"}])
+            assert error.value.status_code == 400
+        async with TeacherClient(f"http://127.0.0.1:{port}/v1", "tiny", max_tokens=4, grounded=True) as client:
+            with pytest.raises(TeacherResponseError, match="structured_outputs") as error:
+                await client.judge(*PAIRS[0])  # this engine cannot constrain decoding: said, not ignored
             assert error.value.status_code == 400
 
     with serving(create_teacher_app(teacher, "tiny")) as port:

@@ -109,3 +109,8 @@ def test_invalid_settings_and_a_chat_prefill_are_refused() -> None:
                 await client.judge("q", "t", prefill="Thinking:")
 
         asyncio.run(run())
+
+
+def test_grounded_decoding_needs_the_chat_endpoint() -> None:
+    with pytest.raises(ValueError, match="grounded"):
+        TeacherClient("http://127.0.0.1:1/v1", "m", endpoint="completions", grounded=True)
