@@ -6,7 +6,7 @@ product: bracket dowels" for a title without those words), whatever its weights;
 from the model's own probabilities at that token.
 
 The grammar is GBNF, the format of llama.cpp's grammar sampler; vLLM takes the same text as a structured-output
-grammar (``{"structured_outputs": {"grammar": ...}}`` in the request body, xgrammar backend). Spans are runs of
+grammar (``{"structured_outputs": {"grammar": ...}}`` in the request body, since vLLM 0.10.2). Spans are runs of
 1 to `MAX_SPAN_WORDS` whitespace-separated words, trimmed of the punctuation the parser trims (`VALUE_TRIM`), so
 that every value the grammar admits is one `parse` locates.
 """
