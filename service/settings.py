@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     teacher_retries: int = Field(1, ge=0, description="Retries after a failed teacher call.")
     teacher_normalisation: Literal["softmax", "renormalise"] = Field(
         "softmax", description="Eq. 4 as printed (softmax over pG, pB) or pG / (pG + pB).")
-    teacher_grounded: bool = Field(False, description="Send each pair's grammar of grounded CoTs (every value a "
-                                   "span of the query or title) as structured_outputs.grammar: vLLM >= 0.12 and "
+    teacher_grounded: bool = Field(True, description="Send each pair's grammar of grounded CoTs (every value a "
+                                   "span of the query or title) as structured_outputs.grammar: vLLM >= 0.10.2 and "
                                    "the local llama.cpp teacher constrain decoding with it.")
 
     # --- the shadow teacher: teacher-student agreement on live traffic (service/shadow.py) ----------------------
