@@ -243,8 +243,8 @@ def _save(path: Path, config: SFTConfig, model: Any, optimizer: torch.optim.Opti
           scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, losses: list[float], seconds: float) -> None:
     """Write the resumable state atomically (a stopped save leaves the previous checkpoint)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    trainable = {name: tensor for name, tensor in model.state_dict().items()
-                 if name in {n for n, p in model.named_parameters() if p.requires_grad}}
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {name: tensor for name, tensor in model.state_dict().items() if name in names}
     state = {"config": asdict(config), "step": step, "losses": losses, "seconds": seconds, "model": trainable,
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "rng": torch.get_rng_state()}
