@@ -165,33 +165,42 @@ def test_overload_is_shed_with_429_and_retry_after(tiny_model_repository: Path, 
 
 def test_work_stops_for_clients_that_left(tiny_model_repository: Path, tmp_path: Path) -> None:
     """Clients that give up (timeout) while queued are dropped from the queue, and a running request whose client
-    left is cancelled: the encoder does not do their work."""
+    left is cancelled: the encoder does not do their work. The runner is admitted first and leaves only after the
+    four queued clients have been counted, so each stage is counted exactly (leaving all at once races the queue's
+    hand-over against the disconnect notices)."""
     app = create_app(Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
                               store_dir=tmp_path, grpc_port=None, max_concurrent_requests=1, max_queued_requests=8,
                               max_queue_wait_ms=10_000, title_cache_size=0, query_cache_size=0))
 
-    async def leave(url: str) -> None:
-        async with httpx.AsyncClient(timeout=0.05) as client:
-            async def one(k: int) -> None:
-                items = [{"id": f"{k}-{j}", "title": f"{TITLES[j % 4]} {k} {j}"} for j in range(1000)]
-                with contextlib.suppress(httpx.TimeoutException):
-                    await client.post(f"{url}/v1/score", json={"query": f"angle {k}", "items": items})
-
-            await asyncio.gather(*(one(k) for k in range(5)))
-
-    with serving(app) as port:
-        url = f"http://127.0.0.1:{port}"
-        asyncio.run(leave(url))
+    def counted(url: str, name: str, want: float, **labels: str) -> str:
         deadline = time.monotonic() + 20
         while True:
             text = httpx.get(f"{url}/metrics").text
-            gone = metric(text, "relevance_abandoned_total", stage="queued") + metric(
-                text, "relevance_abandoned_total", stage="running")
-            if gone == 5 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        assert gone == 5, text
-        assert metric(text, "relevance_abandoned_total", stage="queued") >= 3
+            if metric(text, name, **labels) == want or time.monotonic() > deadline:
+                return text
+            time.sleep(0.02)
+
+    async def post(url: str, k: int, timeout: float | None, repeat: int = 1) -> None:
+        items = [{"id": f"{k}-{j}", "title": f"{TITLES[j % 4]} {k} {j} " * repeat} for j in range(1000)]
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            with contextlib.suppress(httpx.TimeoutException):
+                await client.post(f"{url}/v1/score", json={"query": f"angle {k}", "items": items})
+
+    async def leave(url: str) -> str:
+        runner = asyncio.create_task(post(url, 0, None, repeat=8))  # long titles: seconds of work
+        await asyncio.to_thread(counted, url, "relevance_requests_in_flight", 1)
+        await asyncio.gather(*(post(url, k, 0.05) for k in range(1, 5)))
+        await asyncio.to_thread(counted, url, "relevance_abandoned_total", 4, stage="queued")
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        return await asyncio.to_thread(counted, url, "relevance_abandoned_total", 1, stage="running")
+
+    with serving(app) as port:
+        url = f"http://127.0.0.1:{port}"
+        text = asyncio.run(leave(url))
+        assert metric(text, "relevance_abandoned_total", stage="queued") == 4, text
+        assert metric(text, "relevance_abandoned_total", stage="running") == 1, text
         assert metric(text, "relevance_requests_in_flight") == 0
         assert metric(text, "relevance_http_requests_total", route="/v1/score", status="200") == 0
         ok = httpx.post(f"{url}/v1/score", json={"query": "angle", "items": [{"id": "1", "title": TITLES[0]}]})

@@ -198,14 +198,23 @@ def test_teacher_label_endpoint_writes_the_teacher_file(teacher_url: str, tmp_pa
 def test_evaluate_explanations_on_a_small_file(teacher_url: str, tmp_path: Path) -> None:
     """The evaluator against the real server: 8 test-split pairs from whole queries, compared with the annotator
     and the shipped ColBERT; every output written and the numbers consistent with the rows."""
-    from relevance_core.data import default_pairs_path, load_pairs, split_pairs, write_pairs
+    from relevance_core.data import (
+        build_catalogue,
+        default_pairs_path,
+        load_pairs,
+        split_pairs,
+        write_catalogue,
+        write_pairs,
+    )
 
-    pairs = tmp_path / "pairs.tsv"
-    write_pairs(pairs, split_pairs(load_pairs(default_pairs_path()))["test"][:40])
+    everything = load_pairs(default_pairs_path())
+    pairs, catalogue = tmp_path / "pairs.tsv", tmp_path / "catalogue.tsv"
+    write_pairs(pairs, split_pairs(everything)["test"][:40])
+    write_catalogue(catalogue, build_catalogue(everything))
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, "-m", "relevance.cli", "teacher", "evaluate-explanations", "--pairs",
                            str(pairs), "--limit", "8", "--endpoint", f"ellm-rele-local={teacher_url}", "--out",
-                           str(out), "--max-tokens", "96"],
+                           str(out), "--max-tokens", "96", "--catalogue", str(catalogue)],
                           capture_output=True, text=True, cwd=REPO, timeout=600,
                           env=os.environ | {"PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]
