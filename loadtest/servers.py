@@ -16,6 +16,7 @@ from rich.console import Console
 
 from relevance_core.net import free_port
 from relevance_core.paths import REPO_ROOT
+from relevance_core.processes import stop_process
 
 
 @dataclass
@@ -61,10 +62,4 @@ def running(spec: ServerSpec, logs: Path, console: Console) -> Iterator[str]:
             console.print(f"  ready on {url} after {time.monotonic() - started:.1f} s", highlight=False)
             yield url
         finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process, 15)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from relevance_core.net import free_port
+from relevance_core.processes import stop_process
 from relevance_core.teacher.assets import SHIPPED_GGUF_ADAPTER, smollm2_gguf
 from relevance_core.teacher.openai_client import TeacherUnavailable
 
@@ -129,15 +130,4 @@ class TeacherProcess:
     def stop(self, grace_s: float = 5.0) -> int | None:
         """SIGTERM to the child's process group, SIGKILL after ``grace_s``; returns its exit code."""
         self._stopping = True
-        if self.process.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(timeout=grace_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        return self.process.wait()
+        return stop_process(self.process, grace_s, group=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+from relevance_core.processes import stop_process
 from tests.ports import free_port
 
 REDIS_BINARY = shutil.which("redis-server")
@@ -63,13 +64,7 @@ class RedisServer:
         self.process = RedisServer.start(port=self.port).process
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         if self.process.stderr is not None:
             self.process.stderr.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from relevance_core.processes import stop_process
 from tests.conftest import REPO
 from tests.ports import free_port
 
@@ -58,12 +59,8 @@ class GatewayProcess:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            stop_process(self.process, 30)
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

@@ -26,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from export.triton import read_config
 from relevance_core.paths import REPO_ROOT
+from relevance_core.processes import stop_process
 from service.app import create_app
 from service.backends.triton import TritonBackend
 from service.core.runtime import ColBERTModel, load_runtime_model
@@ -113,13 +114,7 @@ class KServeServer:
             return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 15)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from typing import IO
 import httpx
 import pytest
 
+from relevance_core.processes import stop_process
 from tests.ports import free_port
 
 HOST = "127.0.0.1"
@@ -58,12 +59,7 @@ def llama_server(timeout_s: float = 90.0) -> Iterator[str]:
             _wait_until_up(process, base_url, log, timeout_s)
             yield base_url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 _SHARED_SERVER = pytest.StashKey[str]()
