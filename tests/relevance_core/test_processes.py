@@ -15,22 +15,22 @@ IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG
                   "time.sleep(60)"
 
 
-def _started(code: str, **kwargs: object) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, **kwargs)
-    assert process.stdout is not None and process.stdout.readline().strip().startswith("up")
+def _started(code: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "up"
     return process
 
 
 def test_a_child_that_obeys_sigterm_exits_with_it() -> None:
-    process = _started(SLEEPS)
-    assert stop_process(process, grace_s=5) == -signal.SIGTERM
+    with _started(SLEEPS) as process:
+        assert stop_process(process, grace_s=5) == -signal.SIGTERM
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period() -> None:
-    process = _started(IGNORES_SIGTERM)
-    started = time.monotonic()
-    assert stop_process(process, grace_s=0.5) == -signal.SIGKILL
-    assert 0.4 < time.monotonic() - started < 5
+    with _started(IGNORES_SIGTERM) as process:
+        started = time.monotonic()
+        assert stop_process(process, grace_s=0.5) == -signal.SIGKILL
+        assert 0.4 < time.monotonic() - started < 5
 
 
 def test_group_stops_the_grandchildren_too() -> None:
@@ -38,11 +38,11 @@ def test_group_stops_the_grandchildren_too() -> None:
     code = ("import subprocess, sys, time; "
             f"child = subprocess.Popen([sys.executable, '-c', {SLEEPS!r}], stdout=subprocess.PIPE, text=True); "
             "child.stdout.readline(); print('up', child.pid, flush=True); time.sleep(60)")
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    assert process.stdout is not None
-    grandchild = int(process.stdout.readline().split()[1])
-    stop_process(process, grace_s=0.5, group=True)
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        assert process.stdout is not None
+        grandchild = int(process.stdout.readline().split()[1])
+        stop_process(process, grace_s=0.5, group=True)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
