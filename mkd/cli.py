@@ -76,7 +76,8 @@ def _fmt(value: float | int | None) -> str:
 def evaluate(
     pairs: Annotated[Path, typer.Option(help="TSV with at least the columns query, product_title, relevance.")],
     model: Annotated[str, typer.Option(
-        help="'bm25', 'teacher' (the shipped local ELLM-rele; 'teacher:ADAPTER' for another), a model repository "
+        help="'bm25', 'rules' (the rule annotator without the label; 'rules:CATALOGUE'), 'teacher' (the shipped "
+             "local ELLM-rele; 'teacher:ADAPTER' for another), a model repository "
              "(ONNX Runtime only), an exported version directory, or a student checkpoint directory.")] = "bm25",
     version: Annotated[int | None, typer.Option(
         min=1, help="Model repository version (default: the highest).")] = None,

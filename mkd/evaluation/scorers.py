@@ -109,13 +109,36 @@ class TeacherScorer:
         return "renormalise" if self.teacher.normalisation == "softmax" else "softmax"
 
 
+class RulesScorer:
+    """The rule annotator that writes the local teacher's SFT CoTs (`mkd.teacher.rule_annotator`), used without
+    the label: the share of its four routes that judge a pair Good. The brand lexicon is read off ``catalogue``."""
+
+    def __init__(self, catalogue: Path, *, show_progress: bool = True) -> None:
+        from mkd.teacher.rule_annotator import Annotator, Lexicons
+        from relevance_core.data import PairsFileError, load_catalogue
+
+        try:
+            products = load_catalogue(catalogue)
+        except PairsFileError as exc:
+            raise UnknownModelError(f"--model rules: {exc} (the catalogue whose titles give the brand lexicon; "
+                                    "run `relevance data prepare` or pass rules:CATALOGUE_TSV)") from None
+        self.annotator = Annotator(Lexicons.from_titles(p.product_title for p in products))
+        self.name = f"rules ({catalogue})"
+        self.show_progress = show_progress
+
+    def score(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return np.array([self.annotator.good_share(p.query, p.product_title)
+                         for p in tqdm(pairs, desc="rule annotator", unit="pair", disable=not self.show_progress)])
+
+
 class UnknownModelError(ValueError):
     """The ``--model`` argument names nothing this build can score with."""
 
 
 def load_scorer(model: str, *, version: int | None = None, model_name: str | None = None,
                 show_progress: bool = True) -> PairScorer:
-    """Resolve ``--model``: ``bm25``; ``teacher`` (the shipped local ELLM-rele) or ``teacher:ADAPTER_DIR``;
+    """Resolve ``--model``: ``bm25``; ``rules`` or ``rules:CATALOGUE`` (the rule annotator, `RulesScorer`);
+    ``teacher`` (the shipped local ELLM-rele) or ``teacher:ADAPTER_DIR``;
     ``committee:DIR`` or a folder with ``committee.json`` (the release teacher, `mkd.teacher.committee`); a
     model repository (root or model directory; ``version`` defaults to the highest, ``model_name`` to ``colbert``)
     or one exported version directory, scored with ONNX Runtime; or a student checkpoint directory
@@ -125,6 +148,11 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
         raise UnknownModelError(f"--version/--model-name apply to a model repository; {model!r} is not one")
     if model == "bm25":
         return BM25Scorer(show_progress=show_progress)
+    if model == "rules" or model.startswith("rules:"):
+        from relevance_core.data import derived_dir
+
+        return RulesScorer(Path(model.partition(":")[2] or derived_dir() / "catalogue.tsv"),
+                           show_progress=show_progress)
     if model == "teacher" or model.startswith("teacher:"):
         return TeacherScorer(model.partition(":")[2] or None, show_progress=show_progress)
     if model.startswith("committee:") or (path / COMMITTEE_FILE).is_file():
@@ -146,6 +174,6 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
         from mkd.students.scoring import CheckpointScorer  # torch is imported only on this path
 
         return CheckpointScorer(model, show_progress=show_progress)
-    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', 'teacher', 'committee:DIR', a "
-                            "model repository (config.pbtxt), an exported version directory (serving.json) or a "
+    raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', 'rules', 'teacher', 'committee:DIR', "
+                            "a model repository (config.pbtxt), an exported version directory (serving.json) or a "
                             "student checkpoint directory (student.json)")

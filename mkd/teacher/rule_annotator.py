@@ -366,6 +366,12 @@ class Annotator:
         majority = Counter(e.judgement for _, e in explanations).most_common(1)[0][0]
         return next((route, e) for route, e in explanations if e.judgement == majority)
 
+    def good_share(self, query: str, title: str) -> float:
+        """The share of the routes that judge the pair Good: the annotator as a scorer, without the label (what a
+        teacher that imitates its CoTs, whose judgements follow from them, can at best learn to rank)."""
+        requirements = self.requirements(query)
+        return sum(self.route(query, title, r, requirements).judgement == "Good" for r in ROUTES) / len(ROUTES)
+
     def cot(self, query: str, title: str, good: bool | None) -> tuple[str, str] | None:
         """(route, rendered CoT) or None; see `annotate`."""
         annotated = self.annotate(query, title, good)

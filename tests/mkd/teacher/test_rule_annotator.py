@@ -96,3 +96,25 @@ def test_what_it_writes_on_real_pairs_parses_with_every_span_found(vendored_pair
         assert all(r.span is not None for r in explanation.query_requirements), cot
         assert all(v.span is not None for v in explanation.item_values), cot
     assert kept >= 0.6 * len(sample)  # coverage well above half on real pairs (reported by `annotate --local`)
+
+
+def test_as_a_scorer_it_ranks_by_the_share_of_routes_that_say_good(annotator: Annotator, tmp_path: Path) -> None:
+    from mkd.evaluation.scorers import UnknownModelError, load_scorer
+    from relevance_core.data import Pair
+
+    assert annotator.good_share("dewalt drill", "DEWALT 20-Volt Max Drill") == 1.0
+    # "bracket" is not in the title: the strict routes say Bad, the lenient product match Good
+    assert annotator.good_share("simpson angle bracket", "Simpson Strong-Tie 12-Gauge Angle") == 0.5
+    # a brand mismatch: only the product-only route, which drops the brand, says Good
+    brand = annotator.good_share("toro snow blowers gas", "Ariens Deluxe 28 in. Two-Stage Gas Snow Blower")
+    assert brand == 0.25
+    assert annotator.good_share("5 gal buckets", "Glacier Bay Toilet") == 0.0
+
+    catalogue = tmp_path / "catalogue.tsv"
+    catalogue.write_text("product_uid\tproduct_title\n" + "".join(f"{i}\t{t}\n" for i, t in enumerate(TITLES)))
+    pairs = [Pair("dewalt drill", "DEWALT 20-Volt Max Drill", 3.0, "1"),
+             Pair("toro snow blowers gas", "Ariens Deluxe 28 in. Two-Stage Gas Snow Blower", 1.0, "2")]
+    scores = load_scorer(f"rules:{catalogue}", show_progress=False).score(pairs)
+    assert list(scores) == [1.0, brand]
+    with pytest.raises(UnknownModelError, match="rules"):
+        load_scorer(f"rules:{tmp_path / 'missing.tsv'}")
