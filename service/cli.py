@@ -122,4 +122,4 @@ def _start_local_teacher(settings: Settings) -> TeacherProcess | None:
         log.warning("no local teacher: %s not installed (set RELEVANCE_TEACHER_URL for /v1/explain)",
                     ", ".join(missing))
         return None
-    return TeacherProcess.start_local(threads=settings.teacher_local_threads)
+    return TeacherProcess.start_local(threads=settings.teacher_local_threads, nice=settings.teacher_local_nice)

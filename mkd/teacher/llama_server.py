@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,16 +61,25 @@ class Completion:
 
 
 class LlamaTeacher:
-    """ELLM-rele on llama.cpp: ``base_gguf`` with the GGUF LoRA ``adapter_gguf`` (None: the bare base)."""
+    """ELLM-rele on llama.cpp: ``base_gguf`` with the GGUF LoRA ``adapter_gguf`` (None: the bare base). Every
+    llama.cpp call runs on the instance's own worker thread (see the module docstring)."""
 
     def __init__(self, base_gguf: Path, adapter_gguf: Path | None, *, threads: int = 1, max_new_tokens: int = 128,
                  top_logprobs: int = 20, n_ctx: int = 2048) -> None:
+        self.max_new_tokens, self.top_logprobs = max_new_tokens, top_logprobs
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        try:
+            self._worker.submit(self._load, base_gguf, adapter_gguf, threads, n_ctx).result()
+        except BaseException:
+            self._worker.shutdown()
+            raise
+
+    def _load(self, base_gguf: Path, adapter_gguf: Path | None, threads: int, n_ctx: int) -> None:
         from llama_cpp import Llama, llama_cpp
 
         self._api = llama_cpp
         self.llm = Llama(model_path=str(base_gguf), n_ctx=n_ctx, n_batch=256, n_threads=threads,
                          n_threads_batch=threads, logits_all=False, verbose=False)
-        self.max_new_tokens, self.top_logprobs = max_new_tokens, top_logprobs
         self._adapter = None
         if adapter_gguf is not None:
             self._adapter = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter_gguf).encode())
@@ -80,7 +89,6 @@ class LlamaTeacher:
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._end = {i for i in range(self._n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)}
         self._end |= set(self.llm.tokenize(END_OF_TURN.encode(), add_bos=False, special=True))
-        self._lock = threading.Lock()
         self._use_adapter(False)
         self.llm.reset()
         self.llm.eval(self._tokens(prefix_text()))
@@ -129,16 +137,24 @@ class LlamaTeacher:
             raise ValueError("structured_outputs.grammar: no token can continue the text")
         return int(np.argmax(np.where(allowed, logprobs, -np.inf)))
 
+    def submit(self, query: str, title: str, max_tokens: int | None = None, prefill: str = "",
+               grammar: str | None = None) -> Future[Completion]:
+        """`complete`, queued on the model's thread; the future holds its result or its ValueError."""
+        return self._worker.submit(self._complete, query, title, max_tokens, prefill, grammar)
+
     def complete(self, query: str, title: str, max_tokens: int | None = None, prefill: str = "",
                  grammar: str | None = None) -> Completion:
         """The greedy CoT for (``query``, ``title``), each token with its log-probability and the top alternatives;
         with a ``prefill``, its continuation (the prefill is tokenized on its own, after the pair text); with a
         GBNF ``grammar``, the greedy CoT among those it admits."""
+        return self.submit(query, title, max_tokens, prefill, grammar).result()
+
+    def _complete(self, query: str, title: str, max_tokens: int | None, prefill: str,
+                  grammar: str | None) -> Completion:
         limit = self.max_new_tokens if max_tokens is None else min(max_tokens, self.max_new_tokens)
         sampler = self.grammar(grammar) if grammar is not None else None
         try:
-            with self._lock:
-                return self._decode(query, title, limit, prefill, sampler)
+            return self._decode(query, title, limit, prefill, sampler)
         finally:
             if sampler is not None:
                 self._api.llama_sampler_free(sampler)
@@ -172,7 +188,7 @@ class LlamaTeacher:
 
 
 def create_llama_app(teacher: LlamaTeacher, model_name: str = "ellm-rele-local") -> FastAPI:
-    """The OpenAI chat-completions API over one `LlamaTeacher` (requests run one at a time, in a worker thread)."""
+    """The OpenAI chat-completions API over one `LlamaTeacher` (requests run one at a time, on its thread)."""
     app = FastAPI(title="ELLM-rele (local, llama.cpp)", version="1")
     add_model_routes(app, model_name)
 
@@ -180,7 +196,7 @@ def create_llama_app(teacher: LlamaTeacher, model_name: str = "ellm-rele-local")
     async def chat(request: ChatRequest) -> dict[str, Any]:
         query, title = teacher_pair(request.messages)
         try:
-            done = await asyncio.to_thread(teacher.complete, query, title, request.max_tokens, "", request.grammar)
+            done = await asyncio.wrap_future(teacher.submit(query, title, request.max_tokens, "", request.grammar))
         except ValueError as error:  # a grammar llama.cpp cannot parse, or one that admits no continuation
             raise HTTPException(400, str(error)) from None
         return completion_body(model_name, done.text.strip(), done.tokens, truncated=done.truncated, request=request)
@@ -188,7 +204,7 @@ def create_llama_app(teacher: LlamaTeacher, model_name: str = "ellm-rele-local")
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest) -> dict[str, Any]:
         query, title, prefill = teacher_prompt(request.prompt)
-        done = await asyncio.to_thread(teacher.complete, query, title, request.max_tokens, prefill)
+        done = await asyncio.wrap_future(teacher.submit(query, title, request.max_tokens, prefill))
         return text_completion_body(model_name, done.text, done.tokens, truncated=done.truncated, request=request)
 
     return app

@@ -7,6 +7,12 @@
   Ctrl-C in the terminal reaches the gateway, which then stops it); `stop` sends SIGTERM to the group, then SIGKILL
   after a grace period. The kernel ties the death signal to the *thread* that forked: start it from the main
   thread (``relevance serve`` does), not from a worker thread that may end first.
+- **Below scoring in CPU priority.** The child runs ``nice`` levels below the gateway (default +10), so that when
+  both want the cores, the kernel serves ``/v1/score`` first and an explanation waits. Its OpenMP threads keep
+  the default wait policy: passive waiting (``OMP_WAIT_POLICY=PASSIVE``) made a 2-thread decode 3.5x slower (a
+  futex sleep and wake-up per graph operation, ~600 per token). One thread by default: two threads meet at a
+  barrier per graph operation, so when scoring takes one core the other waits, and beside scoring traffic a
+  2-thread explanation took longer than a 1-thread one (the README has the load-test figures).
 - **Health-gated, without slowing scoring.** `start` returns at once; a background thread polls ``GET /v1/models``
   until the server answers. Until then `check` raises `TeacherUnavailable` ("starting", retry in a few seconds),
   and after an unexpected exit it says so, so ``/v1/explain`` answers 503 with a clear message while ``/v1/score``
@@ -50,8 +56,9 @@ def missing_requirements() -> list[str]:
     return missing
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """A ``preexec_fn``: SIGKILL this child when ``parent`` dies (Linux), and exit at once if it already has."""
+def _die_with_parent(parent: int, nice: int) -> Callable[[], None]:
+    """A ``preexec_fn``: SIGKILL this child when ``parent`` dies (Linux), and exit at once if it already has; lower
+    its CPU priority by ``nice``."""
 
     def preexec() -> None:
         if sys.platform.startswith("linux"):
@@ -59,6 +66,8 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before the request took effect
             os._exit(1)
+        if nice:
+            os.nice(nice)
 
     return preexec
 
@@ -74,24 +83,23 @@ class TeacherProcess:
     """A teacher server running as a child process; see the module docstring. ``base_url`` is its API root."""
 
     def __init__(self, command: Sequence[str], base_url: str, *, model: str = LOCAL_MODEL, poll_s: float = 0.25,
-                 env: dict[str, str] | None = None) -> None:
+                 nice: int = 0) -> None:
         self.base_url, self.model = base_url, model
         self.started = time.monotonic()
         self._ready = threading.Event()
         self._stopping = False
-        # OpenMP threads that spin while waiting for each other crawl on a busy machine; passive ones do not
-        env = (env or dict(os.environ)) | {"OMP_WAIT_POLICY": "PASSIVE"}
-        self.process = subprocess.Popen(list(command), preexec_fn=_die_with_parent(os.getpid()),
-                                        start_new_session=True, env=env)
+        self.process = subprocess.Popen(list(command), preexec_fn=_die_with_parent(os.getpid(), nice),
+                                        start_new_session=True)
         threading.Thread(target=self._watch, args=(poll_s,), name="teacher-health", daemon=True).start()
 
     @classmethod
-    def start_local(cls, *, threads: int = 1, model_name: str = LOCAL_MODEL) -> TeacherProcess:
-        """The shipped local teacher (llama.cpp) on a free port."""
+    def start_local(cls, *, threads: int = 1, nice: int = 10, model_name: str = LOCAL_MODEL) -> TeacherProcess:
+        """The shipped local teacher (llama.cpp) on a free port, ``nice`` below the gateway's CPU priority."""
         port = free_port()
-        log.info("starting the local teacher (llama.cpp) on 127.0.0.1:%d for /v1/explain", port)
+        log.info("starting the local teacher (llama.cpp, %d threads, nice +%d) on 127.0.0.1:%d for /v1/explain",
+                 threads, nice, port)
         return cls(serve_command(port, threads=threads, model_name=model_name), f"http://127.0.0.1:{port}/v1",
-                   model=model_name)
+                   model=model_name, nice=nice)
 
     @property
     def ready(self) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import os
 import socket
 import subprocess
 import sys
@@ -52,9 +51,7 @@ def llama_server(timeout_s: float = 90.0) -> Iterator[str]:
     base_url = f"http://{HOST}:{port}/v1"
     # Its output goes to a file, not a pipe: a full pipe would block the server.
     with tempfile.TemporaryFile("w+") as log:
-        # OpenMP threads that spin while waiting for each other crawl on a busy 2-core machine; passive ones do not.
-        env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             _wait_until_up(process, base_url, log, timeout_s)
             yield base_url

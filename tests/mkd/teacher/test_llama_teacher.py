@@ -167,6 +167,20 @@ def test_grounded_decoding_writes_only_values_of_the_pair(teacher_url: str) -> N
     assert other.status_code == 422 and "json" in other.text
 
 
+def test_concurrent_requests_are_served_one_at_a_time_with_the_sequential_answers(teacher_url: str) -> None:
+    """Requests that arrive together queue on the model's one thread: each gets the CoT and the probabilities it
+    gets alone (one KV state, reset to the system prompt per request)."""
+    pairs = [(q, t, "") for q, t in PAIRS[:3]]
+    alone = _judge_many(teacher_url, pairs, max_tokens=48)
+
+    async def together() -> list:
+        async with TeacherClient(teacher_url, "ellm-rele-local", timeout_s=120.0, max_tokens=48) as client:
+            return await asyncio.gather(*(client.judge(q, t) for q, t, _ in pairs))
+
+    for one, other in zip(alone, asyncio.run(together()), strict=True):
+        assert (one.cot, one.p_good, one.p_bad) == (other.cot, other.p_good, other.p_bad)
+
+
 def test_only_the_teacher_prompt_is_served(teacher_url: str) -> None:
     from mkd.teacher import teacher_messages
 
@@ -343,11 +357,15 @@ def test_the_gate_says_starting_then_exited() -> None:
     from relevance_core.teacher.process import TeacherProcess
 
     port = free_port()
-    never_ready = TeacherProcess([sys.executable, "-c", "import time; time.sleep(60)"], f"http://127.0.0.1:{port}/v1")
+    never_ready = TeacherProcess([sys.executable, "-c", "import time; time.sleep(60)"], f"http://127.0.0.1:{port}/v1",
+                                 nice=7)
     try:
         with pytest.raises(TeacherUnavailable, match="starting") as starting:
             never_ready.check()
         assert starting.value.retry_after_s == 2.0
+        # below the gateway in CPU priority, so that scoring goes first
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, never_ready.process.pid) == min(own + 7, 19)
     finally:
         assert never_ready.stop(grace_s=2) == -signal.SIGTERM
     crashed = TeacherProcess([sys.executable, "-c", "raise SystemExit(3)"], f"http://127.0.0.1:{port}/v1")
