@@ -67,8 +67,8 @@ class Settings(BaseSettings):
         default_factory=dict, description="More teachers a /v1/explain request may pick by its model field: model "
                                           "name -> base URL (JSON), e.g. {\"qwen2-7b\": \"http://vllm-b:8000/v1\"}; "
                                           "the same key, timeouts and normalisation as the default teacher.")
-    teacher_local_threads: int = Field(1, ge=1, description="CPU threads of the local teacher process (2 halves an "
-                                       "explanation's latency on an idle machine but not beside scoring traffic).")
+    teacher_local_threads: int = Field(1, ge=1, description="CPU threads of the local teacher process (2 is faster "
+                                       "on an idle machine, slower beside scoring traffic).")
     teacher_local_nice: int = Field(10, ge=0, le=19, description="How far below the gateway's CPU priority the "
                                     "local teacher process runs (Unix nice), so that scoring goes first.")
     teacher_api_key: SecretStr | None = Field(None, description="Bearer token for the teacher endpoint.")
