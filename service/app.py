@@ -4,6 +4,7 @@ handlers that cannot fail. ``relevance serve`` runs it with uvicorn."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.api.router import ops, v1, v2
-from service.explain import Explainer
+from service.catalogue import Catalogue
+from service.explain import Explainer, Teachers
 from service.handlers import ApiError, Handlers
 from service.handlers.errors import http_status
 from service.lifecycle import Serving
@@ -29,7 +31,7 @@ log = logging.getLogger("service")
 def create_app(settings: Settings | None = None, *, store: ItemStore | None = None,
                teacher_gate: Callable[[], None] | None = None) -> FastAPI:
     """The gateway. ``store`` overrides the configured one (tests). ``teacher_gate`` raises `TeacherUnavailable`
-    while the teacher cannot answer yet (the local teacher process starting; see `service.explain.Explainer`)."""
+    while the teacher cannot answer yet (the local teacher process starting; see `service.explain.Teachers`)."""
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -43,8 +45,10 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
         engine = await serving.start()
         app.state.serving = serving
         metrics.ready.set_function(lambda: float(serving.readiness()[0]))
-        app.state.explainer = Explainer.from_settings(settings, gate=teacher_gate)
-        shadow = app.state.shadow = ShadowSampler.from_settings(settings, app.state.explainer, metrics)
+        teachers = Teachers.from_settings(settings, gate=teacher_gate)
+        catalogue = await asyncio.to_thread(Catalogue.from_settings, settings)
+        app.state.explainer = Explainer(settings, teachers, catalogue)
+        shadow = app.state.shadow = ShadowSampler.from_settings(settings, teachers, catalogue, metrics)
         if shadow is not None:
             shadow.start()
         grpc_server = None
@@ -70,7 +74,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
                 await grpc_server.stop()
             if shadow is not None:
                 await shadow.stop()
-            await app.state.explainer.aclose()
+            await teachers.aclose()
             await serving.stop()
             if metrics_server is not None:
                 metrics_server.shutdown()
@@ -80,7 +84,8 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     app = FastAPI(title="relevance", version="0.1.0", lifespan=lifespan,
                   description="Explainable, LLM-distilled relevance scoring for e-commerce search: ColBERT-like "
                               "student scores (MaxSim over cached item token embeddings), Cohere-compatible "
-                              "rerank, and ELLM-rele explanations.")
+                              "rerank, and explanations of the served decision (or the ELLM-rele teacher's own "
+                              "judgement).")
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.engine = None

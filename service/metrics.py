@@ -40,10 +40,11 @@ class Metrics:
                                     registry=r)
         self.overloaded = Counter("relevance_overloaded_total", "Requests refused because the encoder queue was "
                                   "full.", registry=r)
-        self.explain = Counter("relevance_explain_requests_total", "Explanation requests by outcome.",
-                               ["outcome"], registry=r)
-        self.explain_latency = Histogram("relevance_explain_duration_seconds", "Teacher call latency.",
-                                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)
+        self.explain = Counter("relevance_explain_requests_total", "Explanation requests by mode (decision, "
+                               "teacher, page) and outcome.", ["mode", "outcome"], registry=r)
+        self.explain_latency = Histogram("relevance_explain_duration_seconds", "Explanation latency by mode.",
+                                         ["mode"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                                            30, 60), registry=r)
         self.model = Info("relevance_model", "The served model version, backend and store.", registry=r)
         self.ready = Gauge("relevance_ready", "1 when /readyz answers 200 (model loaded, store answering, the "
                            "served version indexed).", registry=r)

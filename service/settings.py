@@ -80,6 +80,24 @@ class Settings(BaseSettings):
                                    "span of the query or title) as structured_outputs.grammar: vLLM >= 0.10.2 and "
                                    "the local llama.cpp teacher constrain decoding with it.")
 
+    # --- explanations of the served decision (service/explain) --------------------------------------------------
+    explain_mode: Literal["auto", "decision", "teacher"] = Field(
+        "auto", description="What /v1/explain explains when a request does not say: decision = the served student's "
+                            "verdict, from its own evidence; teacher = the teacher's independent judgement; auto = "
+                            "teacher when teacher_url names an endpoint, else decision.")
+    explain_writer: Literal["rules", "llm"] = Field(
+        "rules", description="Who writes a decision explanation when a request does not say: rules (the annotator "
+                             "conditioned on the verdict and the student's evidence, ~1 ms) or llm (the default "
+                             "teacher decoding under the decision grammar, ~1 s on CPU).")
+    explain_threshold: float = Field(
+        0.6, ge=-1.0, le=1.0, description="Support (mean best cosine of a requirement's query tokens in the title) "
+                                          "at which a decision explanation counts a query requirement as met.")
+    explain_page_max_items: int = Field(50, ge=1, description="Items one /v1/explain/page request may explain.")
+    catalog: Path | None = Field(None, description="Catalogue TSV (product_uid, product_title): the titles of items "
+                                 "named by id only (explanations, the shadow teacher) and the brand lexicon of "
+                                 "decision explanations. Without it, such items need their title in the request "
+                                 "and brands are read as product words.")
+
     # --- the shadow teacher: teacher-student agreement on live traffic (service/shadow.py) ----------------------
     shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of the pairs /v1/score scores that are also "
                                "sent to the teacher in the background (0 = off); scoring never waits for it.")
@@ -88,8 +106,6 @@ class Settings(BaseSettings):
     shadow_concurrency: int = Field(1, ge=1, description="Shadow teacher calls in flight.")
     shadow_model: str | None = Field(None, description="The teacher model the shadow asks (default: the default "
                                      "teacher).")
-    shadow_catalog: Path | None = Field(None, description="Catalogue TSV (product_uid, product_title) giving the "
-                                        "titles of items sent by id only; without it those pairs are skipped.")
 
     # --- access and network --------------------------------------------------------------------------------
     api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted API keys; empty = no auth.")

@@ -9,7 +9,7 @@ event loop take them off and call the teacher with the explain path's client, it
 down teacher fills the queue, then pairs are dropped; nothing else changes.
 
 The teacher needs the title: a pair sent with its title uses it; one sent by id only is looked up in
-``shadow_catalog`` (a catalogue TSV, e.g. data/derived/catalogue.tsv), and skipped (counted as ``no_title``) when
+the gateway's ``catalog`` (a catalogue TSV, e.g. data/derived/catalogue.tsv), and skipped (counted as ``no_title``) when
 that is not set or does not hold the id (the item store keeps embeddings, not titles).
 """
 
@@ -21,7 +21,8 @@ import random
 from collections.abc import Mapping, Sequence
 
 from relevance_core.cot import judgement_of
-from service.explain import Explainer, TeacherResponseError, TeacherUnavailable
+from service.catalogue import Catalogue
+from service.explain import TeacherResponseError, Teachers, TeacherUnavailable
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -32,12 +33,12 @@ class ShadowSampler:
     """Samples scored pairs at ``rate`` onto a queue of ``queue_size`` and judges them with teacher ``model`` (the
     default teacher when None) in ``concurrency`` workers. Call `start` and `stop` on the event loop."""
 
-    def __init__(self, explainer: Explainer, metrics: Metrics, *, rate: float, queue_size: int = 32,
+    def __init__(self, teachers: Teachers, metrics: Metrics, *, rate: float, queue_size: int = 32,
                  concurrency: int = 1, good_threshold: float = 0.5, model: str | None = None,
                  titles: Mapping[str, str] | None = None, seed: int | None = None) -> None:
         if not 0.0 <= rate <= 1.0 or queue_size < 1 or concurrency < 1:
             raise ValueError("need 0 <= rate <= 1, queue_size >= 1, concurrency >= 1")
-        self.explainer, self.metrics = explainer, metrics
+        self.teachers, self.metrics = teachers, metrics
         self.rate, self.concurrency, self.good_threshold, self.model = rate, concurrency, good_threshold, model
         self.titles = titles or {}
         self._queue: asyncio.Queue[tuple[str, str, float]] = asyncio.Queue(maxsize=queue_size)
@@ -45,25 +46,21 @@ class ShadowSampler:
         self._workers: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings, explainer: Explainer, metrics: Metrics) -> ShadowSampler | None:
+    def from_settings(cls, settings: Settings, teachers: Teachers, catalogue: Catalogue, metrics: Metrics,
+                      ) -> ShadowSampler | None:
         """The sampler the settings ask for (``shadow_*``), or None when ``shadow_rate`` is 0 or no teacher is
         configured (logged). An unknown ``shadow_model`` is a configuration error."""
         if settings.shadow_rate <= 0:
             return None
-        if settings.shadow_model is not None and settings.shadow_model not in explainer.models:
+        if settings.shadow_model is not None and settings.shadow_model not in teachers.models:
             raise ValueError(f"shadow_model {settings.shadow_model!r} is not a configured teacher "
-                             f"({', '.join(explainer.models) or 'none'})")
-        if not explainer.models:
+                             f"({', '.join(teachers.models) or 'none'})")
+        if not teachers.models:
             log.warning("shadow_rate is %g but no teacher is configured: no shadow judgements", settings.shadow_rate)
             return None
-        titles: dict[str, str] = {}
-        if settings.shadow_catalog is not None:
-            from relevance_core.data import load_catalogue
-
-            titles = {p.product_uid: p.product_title for p in load_catalogue(settings.shadow_catalog)}
-        return cls(explainer, metrics, rate=settings.shadow_rate, queue_size=settings.shadow_queue_size,
+        return cls(teachers, metrics, rate=settings.shadow_rate, queue_size=settings.shadow_queue_size,
                    concurrency=settings.shadow_concurrency, good_threshold=settings.good_threshold,
-                   model=settings.shadow_model, titles=titles)
+                   model=settings.shadow_model, titles=catalogue.titles)
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self.concurrency)]
@@ -103,7 +100,7 @@ class ShadowSampler:
             query, title, student = await self._queue.get()
             metrics.shadow_queue_depth.set(self._queue.qsize())
             try:
-                result = await self.explainer.judge(query, title, self.model)
+                result = await self.teachers.judge(query, title, self.model)
             except TeacherUnavailable:
                 metrics.shadow_judgements.labels("unavailable").inc()
                 continue

@@ -110,19 +110,18 @@ class TeacherScorer:
 
 
 class RulesScorer:
-    """The rule annotator that writes the local teacher's SFT CoTs (`mkd.teacher.rule_annotator`), used without
+    """The rule annotator that writes the local teacher's SFT CoTs (`relevance_core.annotation`), used without
     the label: the share of its four routes that judge a pair Good. The brand lexicon is read off ``catalogue``."""
 
     def __init__(self, catalogue: Path, *, show_progress: bool = True) -> None:
-        from mkd.teacher.rule_annotator import Annotator, Lexicons
-        from relevance_core.data import PairsFileError, load_catalogue
+        from relevance_core.annotation import Annotator
+        from relevance_core.data import PairsFileError
 
         try:
-            products = load_catalogue(catalogue)
+            self.annotator = Annotator.from_catalogue(catalogue)
         except PairsFileError as exc:
             raise UnknownModelError(f"--model rules: {exc} (the catalogue whose titles give the brand lexicon; "
                                     "run `relevance data prepare` or pass rules:CATALOGUE_TSV)") from None
-        self.annotator = Annotator(Lexicons.from_titles(p.product_title for p in products))
         self.name = f"rules ({catalogue})"
         self.show_progress = show_progress
 

@@ -7,7 +7,7 @@ stopped; pairs already in the file are skipped):
   P_L-LLM = S + E + Q + T, ``n`` samples per endpoint with the paper's sampling (temperature 0.8, top_p 0.7,
   top_k 50). Every sample is parsed with the grammar; the first whose judgement agrees with the human label is
   kept (self-consistency);
-- the local programmatic stand-in (`mkd.teacher.rule_annotator`), whose routes play the part of the samples.
+- the local programmatic stand-in (`relevance_core.annotation`), whose routes play the part of the samples.
 
 Row fields: ``query``, ``product_title``, ``relevance``, ``pair_id``, ``cot`` (the kept CoT, or null when no
 sample agreed with the label), ``judgement`` (of the kept CoT), ``samples`` (how many were drawn), ``parsed``
@@ -28,7 +28,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mkd.jsonl import pending_pairs
-from mkd.teacher.rule_annotator import ROUTES, Annotator
+from relevance_core.annotation import ROUTES, Annotator
 from relevance_core.cot import parse, render
 from relevance_core.data import Pair
 from relevance_core.teacher.openai_client import TeacherClient

@@ -13,8 +13,9 @@ import typer
 from rich.console import Console
 
 from mkd.teacher.committee_cli import committee_app
+from relevance_core.annotation import Annotator
 from relevance_core.console import fail
-from relevance_core.data import PairsFileError, derived_dir, load_catalogue, load_pairs
+from relevance_core.data import PairsFileError, derived_dir, load_pairs
 
 teacher_app = typer.Typer(no_args_is_help=True)
 teacher_app.add_typer(committee_app, name="committee", help="The release teacher: a committee of trained models "
@@ -74,12 +75,9 @@ def annotate(
             print(json.dumps(summary.to_dict()))
             raise typer.Exit(3)
     else:
-        from mkd.teacher.rule_annotator import Annotator, Lexicons
-
         if not catalogue.is_file():
             raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
-        lexicons = Lexicons.from_titles(p.product_title for p in load_catalogue(catalogue))
-        summary = annotate_local(chosen, Annotator(lexicons), out)
+        summary = annotate_local(chosen, Annotator.from_catalogue(catalogue), out)
     print(json.dumps(summary.to_dict() | {"out": str(out)}))
 
 
@@ -285,7 +283,7 @@ def evaluate_explanations(
         sample = f"whole queries drawn with a fixed seed until {limit} pairs; {left_out} queries left out"
     if not catalogue.is_file():
         raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
-    refs = references(chosen, [p.product_title for p in load_catalogue(catalogue)])
+    refs = references(chosen, Annotator.from_catalogue(catalogue))
     student_scores: list[float | None] = [None] * len(chosen)
     student_name = None
     if not no_student and student is not None:

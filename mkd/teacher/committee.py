@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mkd.jsonl import pending_pairs
-from mkd.teacher.rule_annotator import Annotator
+from relevance_core.annotation import Annotator
 from relevance_core.data import Pair
 from relevance_core.paths import REPO_ROOT
 from relevance_core.provenance import sha256_file

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
+from relevance_core.annotation import Annotator
 from relevance_core.console import fail
-from relevance_core.data import Pair, PairsFileError, derived_dir, load_catalogue, load_pairs
+from relevance_core.data import Pair, PairsFileError, derived_dir, load_pairs
 
 committee_app = typer.Typer(no_args_is_help=True)
 CATALOGUE = derived_dir() / "catalogue.tsv"
@@ -27,12 +28,10 @@ def _pairs(paths: list[Path], *, require_label: bool) -> list[Pair]:
     return pairs
 
 
-def _annotator(catalogue: Path):  # type: ignore[no-untyped-def]
-    from mkd.teacher.rule_annotator import Annotator, Lexicons
-
+def _annotator(catalogue: Path) -> Annotator:
     if not catalogue.is_file():
         raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
-    return Annotator(Lexicons.from_titles(p.product_title for p in load_catalogue(catalogue)))
+    return Annotator.from_catalogue(catalogue)
 
 
 @committee_app.command("fit")

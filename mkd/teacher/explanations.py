@@ -9,7 +9,7 @@ Per endpoint, over the same pairs (asked one at a time, so the latencies are tho
   value in the title (`relevance_core.cot.parse` locates them); a value found in neither is *hallucinated*,
   counted by aspect with examples;
 - **aspects against the annotator**: per aspect, precision and recall of the requirements and of the item values
-  against the programmatic annotator's label-consistent CoT (`mkd.teacher.rule_annotator`; pairs it has one for): a
+  against the programmatic annotator's label-consistent CoT (`relevance_core.annotation`; pairs it has one for): a
   requirement is right when the reference has one of the same aspect on an overlapping span of the query, an item
   value when the reference has one of the same aspect on an overlapping span of the title with the same
   match/mismatch;
@@ -35,6 +35,7 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from mkd.evaluation.metrics import roc_auc
+from relevance_core.annotation import Annotator
 from relevance_core.cot import Explanation, parse, render
 from relevance_core.data import Pair
 from relevance_core.teacher.openai_client import TeacherClient, TeacherError, TeacherResult
@@ -218,11 +219,8 @@ async def explain_pairs(pairs: Sequence[Pair], name: str, client: TeacherClient,
         bar.close()
 
 
-def references(pairs: Sequence[Pair], catalogue_titles: Sequence[str]) -> list[str | None]:
+def references(pairs: Sequence[Pair], annotator: Annotator) -> list[str | None]:
     """The annotator's label-consistent CoT of each pair (None where no route agrees with the label)."""
-    from mkd.teacher.rule_annotator import Annotator, Lexicons
-
-    annotator = Annotator(Lexicons.from_titles(catalogue_titles))
     out: list[str | None] = []
     for pair in pairs:
         annotated = annotator.annotate(pair.query, pair.product_title, pair.good)

@@ -33,14 +33,14 @@ def word_spans(text: str, max_words: int = MAX_SPAN_WORDS) -> list[str]:
     return list(spans)
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """``text`` as a GBNF string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
 
 
 def _alternatives(options: list[str]) -> str:
-    return " | ".join(_literal(option) for option in options)
+    return " | ".join(literal(option) for option in options)
 
 
 def grounded_grammar(query: str, title: str) -> str:

@@ -149,19 +149,24 @@ class TeacherClient:
         await self._http.aclose()
 
     async def judge(
-        self, query: str, title: str, *, messages: list[ChatMessage] | None = None, prefill: str = ""
+        self, query: str, title: str, *, messages: list[ChatMessage] | None = None, prefill: str = "",
+        grammar: str | None = None,
     ) -> TeacherResult:
         """The teacher's judgement of (``query``, ``title``). ``messages`` default to `teacher_messages` (P_LLM);
         pass `annotation_messages` for the few-shot prompt. ``prefill`` (completions endpoint only) is an
-        assistant prefix the model continues. Raises `TeacherUnavailable` or `TeacherResponseError`."""
+        assistant prefix the model continues. ``grammar`` (chat endpoint only) constrains the text to a GBNF
+        grammar of the caller's instead of the grounded one (e.g. `relevance_core.cot.grounding.decision_grammar`,
+        which also fixes the judgement). Raises `TeacherUnavailable` or `TeacherResponseError`."""
         if prefill and self.endpoint != "completions":
             raise ValueError("a prefill needs endpoint='completions'")
+        if grammar is not None and self.endpoint != "chat":
+            raise ValueError("a grammar needs endpoint='chat'")
         messages = messages if messages is not None else teacher_messages(query, title)
         payload: dict[str, Any] = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
         if self.endpoint == "chat":
             payload |= {"messages": messages, "logprobs": True, "top_logprobs": self.top_logprobs}
-            if self.grounded:
-                payload["structured_outputs"] = {"grammar": grounded_grammar(query, title)}
+            if grammar is not None or self.grounded:
+                payload["structured_outputs"] = {"grammar": grammar or grounded_grammar(query, title)}
         else:
             payload |= {
                 "prompt": chatml_prompt(messages, prefill),

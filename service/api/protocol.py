@@ -154,13 +154,36 @@ class UpsertResponse(BaseModel):
 
 
 class ExplainRequest(_Strict):
-    query: NonBlank
-    title: NonBlank
-    model: Text | None = Field(None, description="The teacher model to ask (one of the configured teachers; "
-                                                 "default: the default teacher).")
+    query: NonBlank = Field(description="The search query.")
+    title: NonBlank | None = Field(None, description="The product title to explain; may be left out when item_id "
+                                                     "names a catalogue item.")
+    item_id: ItemId | None = Field(None, description="The item's id: its stored embeddings are scored (the same "
+                                                     "number /v1/score gives) and, without title, its title comes "
+                                                     "from the gateway's catalogue.")
+    mode: Literal["decision", "teacher"] | None = Field(
+        None, description="decision: explain the served student's verdict from its own evidence; teacher: the "
+                          "teacher's own judgement beside the student's. Default: the explain_mode setting.")
+    writer: Literal["rules", "llm"] | None = Field(
+        None, description="decision mode: rules (fast) or llm (the teacher under the decision grammar). Default: "
+                          "the explain_writer setting.")
+    counterfactual: StrictBool = Field(False, description="decision mode: also apply the edit the explanation "
+                                                          "implies to the title and return the student's score.")
+    model: Text | None = Field(None, description="The teacher model that writes (mode teacher, writer llm): one of "
+                                                 "the configured teachers; default: the default teacher.")
 
     _query = field_validator("query")(_not_blank)
-    _title = field_validator("title")(_not_blank)
+    _title = field_validator("title")(lambda v: v if v is None else _not_blank(v))
+
+
+class ExplainPageRequest(_Strict):
+    query: NonBlank = Field(description="The search query.")
+    items: list[ScoreItem] = Field(min_length=1, description="The page's items (id, and title when the gateway's "
+                                                             "catalogue does not hold it), in page order.")
+    mode: Literal["decision"] | None = Field(None, description="Pages are explained in decision mode.")
+    writer: Literal["rules"] | None = Field(None, description="Pages are written by the rules writer.")
+    counterfactual: StrictBool = Field(False, description="Also score each explanation's implied edit.")
+
+    _query = field_validator("query")(_not_blank)
 
 
 class Problem(BaseModel):

@@ -13,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.protocol import (
+    ExplainPageRequest,
     ExplainRequest,
     Problem,
     RerankDocument,
@@ -28,7 +29,7 @@ from service.api.protocol import (
     UpsertResponse,
 )
 from service.core.engine import ItemInput
-from service.explain import ExplainResult
+from service.explain import ExplainPage, ExplainResult
 from service.handlers import Handlers
 from service.health import teacher_health
 from service.settings import Settings
@@ -96,13 +97,26 @@ async def rerank_v2(body: RerankV2Request, api: Api) -> RerankV2Response:
 
 
 @v1.post("/explain", response_model=ExplainResult,
-         responses={502: {"model": Problem, "description": "The teacher answered with an error."}})
+         responses={404: {"model": Problem, "description": "item_id names no item the gateway has a title for."},
+                    502: {"model": Problem, "description": "The teacher answered with an error."}})
 async def explain(body: ExplainRequest, api: Api) -> ExplainResult:
-    """The ELLM-rele teacher's chain of thought for a (query, title) pair: aspects with match/mismatch, the
-    judgement and the teacher's score (eq. 4), beside the served student's score and token evidence and whether
-    the two disagree. ``model`` picks one of the configured teachers (422 naming the field otherwise). 503 with
-    Retry-After when no teacher is configured or it is down; scoring is unaffected."""
-    return await api.explain(body.query, body.title, model=body.model)
+    """Why the system decided what it did for a (query, title) pair. ``mode`` decision (the default on the
+    embedded teacher): the served student's verdict and score (the same as /v1/score) with a chain of thought
+    written from its own evidence, the requirements it found met or unmet and, with ``counterfactual``, the edit
+    the explanation implies and the score after it. ``mode`` teacher: the ELLM-rele teacher's own chain of thought
+    and eq. 4 score beside the student's, and whether they disagree (503 with Retry-After when no teacher is
+    configured or it is down; scoring is unaffected)."""
+    return await api.explain(body.query, body.title, item_id=None if body.item_id is None else str(body.item_id),
+                             mode=body.mode, writer=body.writer, counterfactual=body.counterfactual,
+                             model=body.model)
+
+
+@v1.post("/explain/page", response_model=ExplainPage)
+async def explain_page(body: ExplainPageRequest, api: Api) -> ExplainPage:
+    """Decision explanations of a result page (up to ``explain_page_max_items`` items of one query), scored in
+    one batch, in request order; an item that cannot be explained carries an ``error``."""
+    return await api.explain.page(body.query, [ItemInput(str(it.id), it.title) for it in body.items],
+                                  mode=body.mode, writer=body.writer, counterfactual=body.counterfactual)
 
 
 @v1.put("/items", response_model=UpsertResponse)

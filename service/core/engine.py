@@ -50,6 +50,21 @@ class Match:
     similarity: float
 
 
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """The whole late interaction behind one item's score (what an explanation of the score reads):
+    ``similarity``, the MaxSim score before calibration; ``query_ids`` (n_q,), the query's real tokens, specials
+    included (MaxSim averages over all of them); the item's token row ``item_ids`` (n,) with ``item_mask`` (n,),
+    the tokens that take part; ``sim`` (n_taking_part, n_q), the cosine of each taking-part item token (in row
+    order) with each query token."""
+
+    similarity: float
+    query_ids: np.ndarray
+    item_ids: np.ndarray
+    item_mask: np.ndarray
+    sim: np.ndarray
+
+
 @dataclass(slots=True)
 class ItemResult:
     id: str
@@ -57,6 +72,7 @@ class ItemResult:
     source: str | None = None
     error: str | None = None
     evidence: list[Match] | None = None
+    interaction: Interaction | None = None
 
 
 @dataclass(slots=True)
@@ -187,7 +203,7 @@ class ScoringEngine:
             slots = [*slots, *with_title]
             for k in with_title:
                 results[k].source = "title"
-            if self.settings.write_back and store_error is None:
+            if self.settings.write_back and use_store and store_error is None:  # ids of real items only
                 self._write_back({items[k].id: tokens for k, tokens in zip(with_title, encoded, strict=True)})
         for k in set(missing) - set(with_title):
             reason = store_error or ("unknown item and no title to encode" if self.settings.encode_missing
@@ -228,16 +244,17 @@ class ScoringEngine:
 
     # --- scoring ----------------------------------------------------------------------------------------------
     async def score(self, query: str, items: Sequence[ItemInput], *, evidence: bool = False,
-                    use_store: bool = True) -> ScoreOutcome:
-        """Scores in ``items`` order; ``use_store=False`` encodes every item from its title (rerank)."""
+                    use_store: bool = True, interaction: bool = False) -> ScoreOutcome:
+        """Scores in ``items`` order; ``use_store=False`` encodes every item from its title (rerank);
+        ``interaction`` attaches each scored item's whole token interaction (`Interaction`)."""
         self.in_flight += 1
         try:
-            return await self._score(query, items, evidence=evidence, use_store=use_store)
+            return await self._score(query, items, evidence=evidence, use_store=use_store, interaction=interaction)
         finally:
             self.in_flight -= 1
 
     async def _score(self, query: str, items: Sequence[ItemInput], *, evidence: bool, use_store: bool,
-                     ) -> ScoreOutcome:
+                     interaction: bool) -> ScoreOutcome:
         started = time.perf_counter()
         query_task = asyncio.ensure_future(self.query_tokens(query))
         await asyncio.sleep(0)  # let the query reach the encoder before an in-process store read runs
@@ -249,7 +266,7 @@ class ScoringEngine:
                 query_task.cancel()
         timings["query"] = _ms(time.perf_counter() - started)
         t0 = time.perf_counter()
-        self._maxsim(q, batch, slots, results, evidence)
+        self._maxsim(q, batch, slots, results, evidence, interaction)
         self.metrics.stage.labels("maxsim").observe(time.perf_counter() - t0)
         timings["maxsim"] = _ms(time.perf_counter() - t0)
         timings["total"] = _ms(time.perf_counter() - started)
@@ -260,7 +277,7 @@ class ScoringEngine:
         return ScoreOutcome(results, timings)
 
     def _maxsim(self, q: QueryTokens, batch: ItemBatch, slots: list[int], results: list[ItemResult],
-                evidence: bool) -> None:
+                evidence: bool, interaction: bool) -> None:
         """MaxSim of the query against every item of ``batch`` (item j's result is ``results[slots[j]]``)."""
         if not len(batch):
             return
@@ -274,11 +291,18 @@ class ScoringEngine:
         live_counts = counts[live]
         offsets = np.cumsum(live_counts) - live_counts
         similarity, sim = maxsim_segments(q.vectors, batch.vectors[batch.mask], offsets)
-        live_slots = [slots[j] for j in np.flatnonzero(live).tolist()]
+        live_items = np.flatnonzero(live).tolist()
+        live_slots = [slots[j] for j in live_items]
         for slot, p in zip(live_slots, self.model.probability(similarity).tolist(), strict=True):
             results[slot].score = p
         if evidence:
             self._evidence(q, sim, batch.token_ids[batch.mask], offsets, live_counts, live_slots, results)
+        if interaction:
+            for k, (j, slot) in enumerate(zip(live_items, live_slots, strict=True)):
+                row = slice(int(starts[j]), int(starts[j] + batch.lengths[j]))
+                block = slice(int(offsets[k]), int(offsets[k] + live_counts[k]))
+                results[slot].interaction = Interaction(float(similarity[k]), q.token_ids, batch.token_ids[row],
+                                                        batch.mask[row], sim[block])
 
     def _evidence(self, q: QueryTokens, sim: np.ndarray, token_ids: np.ndarray, offsets: np.ndarray,
                   sizes: np.ndarray, rows: list[int], results: list[ItemResult]) -> None:

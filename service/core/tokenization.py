@@ -55,15 +55,28 @@ class StudentTokenizer:
         self._pair.enable_truncation(meta.pair_len, strategy="longest_first")
         self._pair.enable_padding(pad_id=meta.pad_id, pad_token=self._pair.id_to_token(meta.pad_id) or "[PAD]")
 
-    def side_rows(self, texts: Sequence[str], side: Side) -> list[list[int]]:
-        """Unpadded ``[CLS] [marker] tokens… [SEP]`` ids per text, truncated to the side's length."""
+    def _layout(self, side: Side) -> tuple[list[int], int]:
+        """The side's leading special ids (``[CLS] [marker]``) and how many text tokens fit before ``[SEP]``."""
         meta = self.meta
         max_len, marker = ((meta.query_len, meta.query_marker_id) if side == "query"
                            else (meta.title_len, meta.item_marker_id))
         head = [meta.cls_id] if marker is None else [meta.cls_id, marker]
-        room = max_len - len(head) - 1
+        return head, max_len - len(head) - 1
+
+    def side_rows(self, texts: Sequence[str], side: Side) -> list[list[int]]:
+        """Unpadded ``[CLS] [marker] tokens… [SEP]`` ids per text, truncated to the side's length."""
+        head, room = self._layout(side)
         encodings = self._plain.encode_batch(list(texts), add_special_tokens=False)
-        return [[*head, *encoding.ids[:room], meta.sep_id] for encoding in encodings]
+        return [[*head, *encoding.ids[:room], self.meta.sep_id] for encoding in encodings]
+
+    def side_offsets(self, text: str, side: Side) -> tuple[list[int], list[tuple[int, int] | None]]:
+        """One text's row as `side_rows` builds it, and each position's [start, end) character span in ``text``
+        (None for the special tokens): where the token-level evidence of a score points in the text."""
+        head, room = self._layout(side)
+        encoding = self._plain.encode(text, add_special_tokens=False)
+        spans: list[tuple[int, int] | None] = [None] * len(head)
+        spans += [(int(s), int(e)) for s, e in encoding.offsets[:room]]
+        return [*head, *encoding.ids[:room], self.meta.sep_id], [*spans, None]
 
     def encode_side(self, texts: Sequence[str], side: Side, *, width: int | None = None) -> Encoded:
         """A two-tower side, padded to the longest row (or to ``width``, e.g. the side's full length)."""

@@ -107,14 +107,62 @@ class RerankResponse(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[RerankResult, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("query", "title", "model")
+    __slots__ = ("query", "title", "model", "item_id", "mode", "writer", "counterfactual")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACTUAL_FIELD_NUMBER: _ClassVar[int]
     query: str
     title: str
     model: str
-    def __init__(self, query: _Optional[str] = ..., title: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    item_id: str
+    mode: str
+    writer: str
+    counterfactual: bool
+    def __init__(self, query: _Optional[str] = ..., title: _Optional[str] = ..., model: _Optional[str] = ..., item_id: _Optional[str] = ..., mode: _Optional[str] = ..., writer: _Optional[str] = ..., counterfactual: bool = ...) -> None: ...
+
+class ExplainPageRequest(_message.Message):
+    __slots__ = ("query", "items", "mode", "writer", "counterfactual")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACTUAL_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    mode: str
+    writer: str
+    counterfactual: bool
+    def __init__(self, query: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., mode: _Optional[str] = ..., writer: _Optional[str] = ..., counterfactual: bool = ...) -> None: ...
+
+class ExplainPageItem(_message.Message):
+    __slots__ = ("id", "result", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    result: ExplainResponse
+    error: str
+    def __init__(self, id: _Optional[str] = ..., result: _Optional[_Union[ExplainResponse, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ExplainPageResponse(_message.Message):
+    __slots__ = ("query", "model_version", "items", "n_explained", "n_errors", "latency_ms")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    N_EXPLAINED_FIELD_NUMBER: _ClassVar[int]
+    N_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    model_version: str
+    items: _containers.RepeatedCompositeFieldContainer[ExplainPageItem]
+    n_explained: int
+    n_errors: int
+    latency_ms: float
+    def __init__(self, query: _Optional[str] = ..., model_version: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ExplainPageItem, _Mapping]]] = ..., n_explained: _Optional[int] = ..., n_errors: _Optional[int] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
 class Span(_message.Message):
     __slots__ = ("start", "end")
@@ -141,7 +189,7 @@ class AspectEvidence(_message.Message):
     def __init__(self, aspect: _Optional[str] = ..., query_value: _Optional[str] = ..., query_span: _Optional[_Union[Span, _Mapping]] = ..., item_value: _Optional[str] = ..., item_span: _Optional[_Union[Span, _Mapping]] = ..., matches: bool = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("query", "title", "cot", "judgement", "reason", "aspects", "note", "score", "p_good", "p_bad", "normalisation", "score_reason", "parse_ok", "parse_errors", "parse_warnings", "model", "latency_ms", "result_json")
+    __slots__ = ("query", "title", "cot", "judgement", "reason", "aspects", "note", "score", "p_good", "p_bad", "normalisation", "score_reason", "parse_ok", "parse_errors", "parse_warnings", "model", "latency_ms", "result_json", "mode", "verdict", "writer", "item_id")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     COT_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +208,10 @@ class ExplainResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     query: str
     title: str
     cot: str
@@ -178,4 +230,8 @@ class ExplainResponse(_message.Message):
     model: str
     latency_ms: float
     result_json: str
-    def __init__(self, query: _Optional[str] = ..., title: _Optional[str] = ..., cot: _Optional[str] = ..., judgement: _Optional[str] = ..., reason: _Optional[str] = ..., aspects: _Optional[_Iterable[_Union[AspectEvidence, _Mapping]]] = ..., note: _Optional[str] = ..., score: _Optional[float] = ..., p_good: _Optional[float] = ..., p_bad: _Optional[float] = ..., normalisation: _Optional[str] = ..., score_reason: _Optional[str] = ..., parse_ok: bool = ..., parse_errors: _Optional[_Iterable[str]] = ..., parse_warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., latency_ms: _Optional[float] = ..., result_json: _Optional[str] = ...) -> None: ...
+    mode: str
+    verdict: str
+    writer: str
+    item_id: str
+    def __init__(self, query: _Optional[str] = ..., title: _Optional[str] = ..., cot: _Optional[str] = ..., judgement: _Optional[str] = ..., reason: _Optional[str] = ..., aspects: _Optional[_Iterable[_Union[AspectEvidence, _Mapping]]] = ..., note: _Optional[str] = ..., score: _Optional[float] = ..., p_good: _Optional[float] = ..., p_bad: _Optional[float] = ..., normalisation: _Optional[str] = ..., score_reason: _Optional[str] = ..., parse_ok: bool = ..., parse_errors: _Optional[_Iterable[str]] = ..., parse_warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., latency_ms: _Optional[float] = ..., result_json: _Optional[str] = ..., mode: _Optional[str] = ..., verdict: _Optional[str] = ..., writer: _Optional[str] = ..., item_id: _Optional[str] = ...) -> None: ...

@@ -49,6 +49,11 @@ class RelevanceStub(object):
                 request_serializer=relevance__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=relevance__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.ExplainPage = channel.unary_unary(
+                '/relevance.v1.Relevance/ExplainPage',
+                request_serializer=relevance__pb2.ExplainPageRequest.SerializeToString,
+                response_deserializer=relevance__pb2.ExplainPageResponse.FromString,
+                _registered_method=True)
 
 
 class RelevanceServicer(object):
@@ -75,6 +80,12 @@ class RelevanceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainPage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelevanceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +103,11 @@ def add_RelevanceServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=relevance__pb2.ExplainRequest.FromString,
                     response_serializer=relevance__pb2.ExplainResponse.SerializeToString,
+            ),
+            'ExplainPage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainPage,
+                    request_deserializer=relevance__pb2.ExplainPageRequest.FromString,
+                    response_serializer=relevance__pb2.ExplainPageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +191,33 @@ class Relevance(object):
             '/relevance.v1.Relevance/Explain',
             relevance__pb2.ExplainRequest.SerializeToString,
             relevance__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainPage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relevance.v1.Relevance/ExplainPage',
+            relevance__pb2.ExplainPageRequest.SerializeToString,
+            relevance__pb2.ExplainPageResponse.FromString,
             options,
             channel_credentials,
             insecure,

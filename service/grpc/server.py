@@ -79,9 +79,31 @@ class RelevanceService(pb_grpc.RelevanceServicer):
     async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
         async def work() -> pb.ExplainResponse:
             return explain_message(await self.handlers.explain(
-                request.query, request.title, model=request.model if request.HasField("model") else None))
+                request.query, _optional(request, "title"), item_id=_optional(request, "item_id"),
+                mode=_optional(request, "mode"), writer=_optional(request, "writer"),
+                counterfactual=request.counterfactual, model=_optional(request, "model")))
 
         return await self._call("Explain", context, work)
+
+    async def ExplainPage(self, request: pb.ExplainPageRequest, context: grpc.aio.ServicerContext,
+                          ) -> pb.ExplainPageResponse:
+        async def work() -> pb.ExplainPageResponse:
+            items = [ItemInput(it.id, it.title if it.HasField("title") else None) for it in request.items]
+            page = await self.handlers.explain.page(request.query, items, mode=_optional(request, "mode"),
+                                                    writer=_optional(request, "writer"),
+                                                    counterfactual=request.counterfactual)
+            return pb.ExplainPageResponse(
+                query=page.query, model_version=page.model_version, n_explained=page.n_explained,
+                n_errors=page.n_errors, latency_ms=page.latency_ms,
+                items=[pb.ExplainPageItem(id=e.id, result=None if e.result is None else explain_message(e.result),
+                                          error=e.error) for e in page.items])
+
+        return await self._call("ExplainPage", context, work)
+
+
+def _optional(message: object, field: str) -> str | None:
+    """An optional string field of a request message: its value, or None when unset."""
+    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
 
 
 def _span(span: tuple[int, int] | None) -> pb.Span | None:
@@ -96,9 +118,10 @@ def explain_message(result: ExplainResult) -> pb.ExplainResponse:
                                    item_value=a.item_value, item_span=_span(a.item_span), matches=a.matches)
                  for a in result.aspects],
         note=result.note, score=result.score, p_good=result.p_good, p_bad=result.p_bad,
-        normalisation=result.normalisation, score_reason=result.score_reason, parse_ok=result.parse_ok,
+        normalisation=result.normalisation or "", score_reason=result.score_reason, parse_ok=result.parse_ok,
         parse_errors=result.parse_errors, parse_warnings=result.parse_warnings, model=result.model,
-        latency_ms=result.latency_ms, result_json=result.model_dump_json())
+        latency_ms=result.latency_ms, result_json=result.model_dump_json(), mode=result.mode, verdict=result.verdict,
+        writer=result.writer, item_id=result.item_id)
 
 
 @dataclass

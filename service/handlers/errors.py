@@ -16,6 +16,7 @@ class Kind(Enum):
     UNAUTHENTICATED = "unauthenticated"  # no API key
     PERMISSION_DENIED = "permission_denied"  # an unknown API key
     INVALID_ARGUMENT = "invalid_argument"  # a field breaks a limit; ``field`` names it
+    NOT_FOUND = "not_found"  # the request names something the gateway does not know (an item id); ``field`` names it
     OVERLOADED = "overloaded"  # the encoder queue is full: retry soon
     UNAVAILABLE = "unavailable"  # a dependency (model, store, teacher) is not there now
     UPSTREAM_ERROR = "upstream_error"  # a dependency answered with an error (the teacher)
@@ -46,6 +47,7 @@ class ApiError(Exception):
 
 
 HTTP_STATUS: dict[Kind, int] = {Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 422,
+                                Kind.NOT_FOUND: 404,
                                 Kind.OVERLOADED: 503, Kind.UNAVAILABLE: 503, Kind.UPSTREAM_ERROR: 502}
 
 
@@ -69,6 +71,7 @@ def grpc_status(error: ApiError) -> tuple[grpc.StatusCode, str]:
     codes = {Kind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
              Kind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
              Kind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+             Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
              Kind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
              Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
              Kind.UPSTREAM_ERROR: grpc.StatusCode.UNAVAILABLE}

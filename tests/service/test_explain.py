@@ -7,27 +7,28 @@ import pytest
 
 from relevance_core.cot import parse
 from relevance_core.teacher.openai_client import TeacherResult
-from service.explain import Explainer, ExplainResult, TeacherUnavailable
+from service.explain import Teachers, TeacherUnavailable
+from service.explain.teacher import teacher_result
 from tests.mkd.teacher.servers import refused_port, shared_llama_server
 
 QUERY, TITLE = "toro snow blowers gas", "Ariens Deluxe 28 in. Two-Stage Electric Start Gas Snow Blower"
 
 
-def explain(explainer: Explainer, query: str = QUERY, title: str = TITLE) -> ExplainResult:
-    async def run() -> ExplainResult:
+def judge(teachers: Teachers, query: str = QUERY, title: str = TITLE) -> TeacherResult:
+    async def run() -> TeacherResult:
         try:
-            return await explainer.explain(query, title)
+            return await teachers.judge(query, title)
         finally:
-            await explainer.aclose()
+            await teachers.aclose()
 
     return asyncio.run(run())
 
 
 def test_no_teacher_configured_is_unavailable_with_a_clear_message() -> None:
-    explainer = Explainer(None, "ellm-rele")
-    assert not explainer.configured
-    with pytest.raises(TeacherUnavailable, match="no teacher configured") as raised:
-        explain(explainer)
+    teachers = Teachers(None, "ellm-rele")
+    assert not teachers.configured
+    with pytest.raises(TeacherUnavailable, match=r"no teacher configured.*RELEVANCE_TEACHER_URL") as raised:
+        judge(teachers)
     assert raised.value.retry_after_s is None
 
 
@@ -35,7 +36,7 @@ def test_an_unreachable_teacher_is_unavailable_with_a_retry_after_hint() -> None
     with refused_port() as base_url:
         started = time.monotonic()
         with pytest.raises(TeacherUnavailable, match="cannot reach") as raised:
-            explain(Explainer(base_url, "ellm-rele", timeout_s=5.0, retries=1))
+            judge(Teachers(base_url, "ellm-rele", timeout_s=5.0, retries=1))
     assert time.monotonic() - started < 3.0
     assert raised.value.retry_after_s is not None and raised.value.retry_after_s > 0
 
@@ -60,7 +61,8 @@ def test_aspects_pair_each_requirement_with_the_item_value_of_its_aspect() -> No
         latency_ms=12.0,
         attempts=1,
     )
-    result = ExplainResult.from_teacher(teacher)
+    result = teacher_result(teacher)
+    assert (result.mode, result.writer, result.verdict) == ("teacher", "teacher", "Bad")
     assert [(a.aspect, a.query_value, a.item_value, a.matches) for a in result.aspects] == [
         ("brand", "toro", "Ariens", False),
         ("product", "snow blowers", "Snow Blower", True),
@@ -80,7 +82,7 @@ def teacher_url(request: pytest.FixtureRequest) -> str:
 def test_explain_against_a_real_openai_compatible_server(teacher_url: str) -> None:
     """SmolLM2-135M behind llama-cpp-python's server is no fine-tuned teacher: whether it reaches a judgement is up
     to it, but the result must say plainly which happened."""
-    result = explain(Explainer(teacher_url, "smollm2-135m", timeout_s=60.0, max_tokens=64))
+    result = teacher_result(judge(Teachers(teacher_url, "smollm2-135m", timeout_s=60.0, max_tokens=64)))
     assert result.cot.strip() and result.model == "smollm2-135m" and result.latency_ms > 0
     assert (result.score is None) == (result.score_reason is not None)
     if result.score is None:

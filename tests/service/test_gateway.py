@@ -185,15 +185,15 @@ def test_api_keys(tiny_model_repository: Path, store_dir: Path) -> None:
 
 
 def test_explain_without_a_teacher_is_a_clear_503_and_scoring_goes_on(client: TestClient) -> None:
-    response = client.post("/v1/explain", json={"query": QUERY, "title": STORED["100001"]})
+    response = client.post("/v1/explain", json={"query": QUERY, "title": STORED["100001"], "mode": "teacher"})
     assert response.status_code == 503 and "no teacher configured" in response.json()["detail"]
     assert int(response.headers["retry-after"]) >= 1
     assert client.post("/v1/explain", json={"query": QUERY, "title": " "}).status_code == 422
-    unknown = client.post("/v1/explain", json={"query": QUERY, "title": "t", "model": "qwen2-7b"})
+    unknown = client.post("/v1/explain", json={"query": QUERY, "title": "t", "model": "qwen2-7b", "mode": "teacher"})
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "model"]
     assert "'qwen2-7b'" in unknown.json()["detail"][0]["msg"] and "none" in unknown.json()["detail"][0]["msg"]
     assert client.post("/v1/score", json={"query": QUERY, "items": [{"id": "100001"}]}).status_code == 200
-    assert 'relevance_explain_requests_total{outcome="unavailable"}' in client.get("/metrics").text
+    assert 'relevance_explain_requests_total{mode="teacher",outcome="unavailable"}' in client.get("/metrics").text
 
 
 def test_redis_store_gives_the_same_scores(tiny_model_repository: Path, runtime: ColBERTModel,

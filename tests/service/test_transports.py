@@ -4,6 +4,7 @@ limits mapped the same way on both (a real uvicorn server, a real grpc.aio serve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,21 +90,54 @@ def test_grpc_rerank_explain_and_errors(gateway: tuple[str, int]) -> None:
             "empty id": (lambda: stub.Score(pb.ScoreRequest(query=QUERY, items=[pb.Item(id="a"), pb.Item(id="")]),
                                             metadata=_metadata(), timeout=10),
                          grpc.StatusCode.INVALID_ARGUMENT, "items[1].id: must not be empty"),
-            "no teacher": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1]),
+            "no teacher": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1], mode="teacher"),
                                                 metadata=_metadata(), timeout=10),
                            grpc.StatusCode.UNAVAILABLE, "no teacher configured"),
-            "unknown teacher": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1], model="nope"),
+            "unknown teacher": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1], model="nope",
+                                                                       mode="teacher"),
                                                      metadata=_metadata(), timeout=10),
                                 grpc.StatusCode.INVALID_ARGUMENT, "model:"),
+            "unknown mode": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1], mode="oracle"),
+                                                  metadata=_metadata(), timeout=10),
+                             grpc.StatusCode.INVALID_ARGUMENT, "mode: must be one of decision, teacher"),
+            "no title": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY), metadata=_metadata(), timeout=10),
+                         grpc.StatusCode.INVALID_ARGUMENT, "title:"),
+            "unknown item": (lambda: stub.Explain(pb.ExplainRequest(query=QUERY, item_id="nope"),
+                                                  metadata=_metadata(), timeout=10),
+                             grpc.StatusCode.NOT_FOUND, "item_id: item 'nope'"),
+            "page writer": (lambda: stub.ExplainPage(pb.ExplainPageRequest(query=QUERY, items=[pb.Item(id="a",
+                                                     title="t")], writer="llm"), metadata=_metadata(), timeout=10),
+                            grpc.StatusCode.INVALID_ARGUMENT, "writer:"),
         }
         for name, (call, code, text) in calls.items():
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() == code, name
             assert text in caught.value.details(), name
-    over_http = httpx.post(f"{url}/v1/explain", json={"query": QUERY, "title": DOCUMENTS[1]},
+    over_http = httpx.post(f"{url}/v1/explain", json={"query": QUERY, "title": DOCUMENTS[1], "mode": "teacher"},
                            headers={"x-api-key": KEY})
     assert over_http.status_code == 503 and "no teacher configured" in over_http.json()["detail"]
+
+
+def test_grpc_explains_the_decision_as_http_does(gateway: tuple[str, int]) -> None:
+    """Decision mode needs no teacher: both transports give the same verdict, score and CoT, and a page keeps the
+    request's order with per-item errors."""
+    url, port = gateway
+    body = {"query": QUERY, "title": DOCUMENTS[1], "counterfactual": True}
+    http = httpx.post(f"{url}/v1/explain", json=body, headers={"x-api-key": KEY}).json()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.RelevanceStub(channel)
+        reply = stub.Explain(pb.ExplainRequest(query=QUERY, title=DOCUMENTS[1], counterfactual=True),
+                             metadata=_metadata(), timeout=10)
+        page = stub.ExplainPage(pb.ExplainPageRequest(query=QUERY, items=[
+            pb.Item(id="b", title=DOCUMENTS[2]), pb.Item(id="unknown"), pb.Item(id="a", title=DOCUMENTS[1])]),
+            metadata=_metadata(), timeout=10)
+    assert (reply.mode, reply.verdict, reply.writer, reply.cot) == ("decision", http["verdict"], "rules", http["cot"])
+    assert reply.score == pytest.approx(http["score"], abs=1e-9)
+    assert json.loads(reply.result_json)["counterfactual"] is not None
+    assert [(i.id, i.HasField("result"), i.HasField("error")) for i in page.items] == [
+        ("b", True, False), ("unknown", False, True), ("a", True, False)]
+    assert page.items[2].result.cot == http["cot"] and (page.n_explained, page.n_errors) == (2, 1)
 
 
 def test_grpc_health_and_reflection(gateway: tuple[str, int]) -> None:
@@ -139,7 +173,8 @@ def test_one_error_type_mapped_once_per_transport() -> None:
 
 def test_explain_message_carries_the_result() -> None:
     result = ExplainResult(
-        query=QUERY, title=DOCUMENTS[1], cot="Thinking: ... Final judgment: Good", judgement="Good", reason=None,
+        mode="teacher", verdict="Good", writer="teacher", query=QUERY, title=DOCUMENTS[1],
+        cot="Thinking: ... Final judgment: Good", judgement="Good", reason=None,
         aspects=[AspectEvidence(aspect="product", query_value="angle bracket", query_span=(0, 13),
                                 item_value="Angle", item_span=(28, 33), matches=True),
                  AspectEvidence(aspect="brand", query_value=None, query_span=None, item_value="Simpson",

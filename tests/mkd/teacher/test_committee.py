@@ -25,7 +25,7 @@ from mkd.teacher.committee import (
     out_of_fold,
     write_scores,
 )
-from mkd.teacher.rule_annotator import Annotator, Lexicons
+from relevance_core.annotation import Annotator
 from relevance_core.cot import parse
 from relevance_core.data import Pair, load_pairs, write_pairs
 
@@ -51,7 +51,7 @@ def pairs(vendored_pairs: Path) -> list[Pair]:
 
 @pytest.fixture(scope="module")
 def annotator(pairs: list[Pair]) -> Annotator:
-    return Annotator(Lexicons.from_titles(p.product_title for p in pairs))
+    return Annotator.from_titles(p.product_title for p in pairs)
 
 
 @pytest.fixture(scope="module")

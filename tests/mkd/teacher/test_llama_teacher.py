@@ -274,9 +274,11 @@ def test_explain_adds_the_students_view_and_picks_the_teacher(teacher_url: str, 
             scored = client.post("/v1/score", json={"query": query, "items": [{"id": "x", "title": title}],
                                                     "evidence": True}).json()["scores"][0]
             assert student["score"] == pytest.approx(scored["score"], abs=1e-6)
-            assert student["label"] == scored["label"] and student["evidence"] == scored["evidence"]
+            assert student["label"] == scored["label"]
+            assert [{k: e[k] for k in ("query_token", "title_token", "similarity")} for e in student["evidence"]] \
+                == scored["evidence"]
             assert {e["query_token"] for e in student["evidence"]} >= {"drill"}
-            assert body["judgement"] in ("Good", "Bad")
+            assert body["mode"] == "teacher" and body["judgement"] in ("Good", "Bad")
             assert body["disagreement"] == (body["judgement"] != student["label"])
 
             chosen = client.post("/v1/explain", json={"query": query, "title": title, "model": "down"})
@@ -289,7 +291,7 @@ def test_explain_adds_the_students_view_and_picks_the_teacher(teacher_url: str, 
 def test_the_shadow_teacher_judges_live_pairs_and_feeds_the_agreement_series(teacher_url: str,
                                                                            tmp_path: Path) -> None:
     """Every scored pair sampled to the real teacher: pairs sent with titles, and by id with the title from
-    shadow_catalog; the judgements fill the agreement counters and the score histograms."""
+    the catalogue (catalog); the judgements fill the agreement counters and the score histograms."""
     from fastapi.testclient import TestClient
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -301,7 +303,7 @@ def test_the_shadow_teacher_judges_live_pairs_and_feeds_the_agreement_series(tea
     settings = Settings(model_repository=REPO / "model_repository", store="local",  # type: ignore[call-arg]
                         store_dir=tmp_path / "index", grpc_port=None, teacher_url=teacher_url,
                         teacher_model="ellm-rele-local", shadow_rate=1.0, shadow_queue_size=8,
-                        shadow_catalog=catalogue)
+                        catalog=catalogue)
 
     def metrics(client: TestClient) -> dict[tuple[str, str], float]:
         return {(s.name, next(iter(s.labels.values()), "")): s.value for family in text_string_to_metric_families(
@@ -378,8 +380,8 @@ def test_the_gate_says_starting_then_exited() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_the_local_teacher_never_outlives_the_gateway(sig: signal.Signals, tmp_path: Path) -> None:
     """`relevance serve` with the embedded defaults starts the llama.cpp teacher as its child; scoring is up at
-    once, /v1/explain answers 503 "starting" and then the teacher's explanation; whatever signal stops the
-    gateway, the child is gone right after."""
+    once, /v1/explain in teacher mode answers 503 "starting" and then the teacher's explanation (decision mode
+    needs no teacher: it answers at once); whatever signal stops the gateway, the child is gone right after."""
     from tests.service.gateway_process import GatewayProcess, local_settings
 
     if _missing():
@@ -394,10 +396,12 @@ def test_the_local_teacher_never_outlives_the_gateway(sig: signal.Signals, tmp_p
         score = httpx.post(f"{gateway.url}/v1/score", json={"query": "drill", "items": [{"id": "x", "title":
                                                                                          "DEWALT Drill"}]})
         assert score.status_code == 200
+        decision = httpx.post(f"{gateway.url}/v1/explain", json={"query": PAIRS[0][0], "title": PAIRS[0][1]})
+        assert decision.status_code == 200 and decision.json()["mode"] == "decision", decision.text
         deadline = time.monotonic() + 180
         while True:
-            answer = httpx.post(f"{gateway.url}/v1/explain", json={"query": PAIRS[0][0], "title": PAIRS[0][1]},
-                                timeout=120)
+            answer = httpx.post(f"{gateway.url}/v1/explain", json={"query": PAIRS[0][0], "title": PAIRS[0][1],
+                                                                  "mode": "teacher"}, timeout=120)
             if answer.status_code == 200:
                 break
             assert answer.status_code == 503 and "starting" in answer.json()["detail"], answer.text

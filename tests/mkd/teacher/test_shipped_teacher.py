@@ -25,12 +25,12 @@ def test_the_release_is_small_and_says_what_it_is() -> None:
 
 def test_relevance_serve_starts_the_shipped_teacher_and_explain_reads_it() -> None:
     """What `relevance serve` does with no teacher URL: `relevance teacher serve` (llama.cpp) in a child process
-    with the shipped adapter; the gateway's Explainer then gets a parsed, scored CoT from it over HTTP."""
+    with the shipped adapter; the gateway's teacher handle then gets a parsed, scored CoT from it over HTTP."""
     import asyncio
 
     from relevance_core.teacher.process import missing_requirements
     from service.cli import _start_local_teacher
-    from service.explain import Explainer
+    from service.explain import Teachers
     from service.settings import Settings
 
     if missing_requirements():
@@ -43,21 +43,22 @@ def test_relevance_serve_starts_the_shipped_teacher_and_explain_reads_it() -> No
         assert started.wait_ready(300), "the local teacher did not come up"
 
         async def explain() -> list:
-            explainer = Explainer(started.base_url, started.model, timeout_s=120.0, max_tokens=72,
-                                  gate=started.check)
+            teachers = Teachers(started.base_url, started.model, timeout_s=120.0, max_tokens=72,
+                                gate=started.check)
             try:
-                return [await explainer.explain(q, t) for q, t in (
+                return [await teachers.judge(q, t) for q, t in (
                     ("dewalt drill", "DEWALT 20-Volt Max Lithium-Ion Cordless Drill/Driver Kit"),
                     ("toro snow blower", "Ariens Deluxe 28 in. Two-Stage Gas Snow Blower"))]
             finally:
-                await explainer.aclose()
+                await teachers.aclose()
 
         results = asyncio.run(explain())
     finally:
         started.stop()
     for result in results:
-        assert result.parse_ok, (result.cot, result.parse_errors)
+        assert result.parsed.ok, (result.cot, result.parsed.errors)
         assert result.score is not None and 0.0 < result.score < 1.0
         assert result.p_good is not None and result.p_bad is not None and result.p_good + result.p_bad > 0.5
         assert result.model == "ellm-rele-local"
-    assert any(a.aspect == "product" for r in results for a in r.aspects)
+    assert any(v.aspect == "product" for r in results if r.parsed.explanation
+               for v in r.parsed.explanation.item_values)

@@ -22,12 +22,14 @@ CoT for as many training pairs as possible, with evidence spans the distillation
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from relevance_core.cot import Explanation, ItemValue, Judgement, QueryRequirement, render
+from relevance_core.data import load_catalogue
 
 ROUTES: tuple[str, ...] = ("strict", "main-parts", "lenient", "product-only")
 """The annotator's routes, tried in this order."""
@@ -187,8 +189,10 @@ class Lexicons:
 # ------------------------------------------------------------------------------------------------ extraction
 
 
-@dataclass
-class _Requirement:
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What the query asks for: an aspect and the [start, end) character span of the query that says it."""
+
     aspect: str
     start: int
     end: int
@@ -222,15 +226,26 @@ class Annotator:
     def __init__(self, lexicons: Lexicons) -> None:
         self.lexicons = lexicons
 
-    def requirements(self, query: str) -> list[_Requirement]:
+    @classmethod
+    def from_titles(cls, titles: Iterable[str]) -> Annotator:
+        """An annotator whose brand lexicon is read off ``titles`` (`Lexicons.from_titles`)."""
+        return cls(Lexicons.from_titles(titles))
+
+    @classmethod
+    def from_catalogue(cls, path: str | os.PathLike[str]) -> Annotator:
+        """An annotator whose brand lexicon is read off a catalogue TSV's titles; raises
+        `relevance_core.data.PairsFileError` naming the file when it cannot be read."""
+        return cls.from_titles(p.product_title for p in load_catalogue(path))
+
+    def requirements(self, query: str) -> list[Requirement]:
         """What the query asks for: aspect and [start, end) span of the query, in query order."""
         taken: list[tuple[int, int]] = []
-        found: list[_Requirement] = []
+        found: list[Requirement] = []
 
         def add(aspect: str, spans: Iterable[tuple[int, int]]) -> None:
             for start, end in spans:
                 taken.append((start, end))
-                found.append(_Requirement(aspect, start, end))
+                found.append(Requirement(aspect, start, end))
 
         tokens = _tokens(query)
         for k in range(min(4, len(tokens)), 0, -1):  # brand: the longest n-gram that is a known brand
@@ -310,7 +325,7 @@ class Annotator:
         head = _title_head(title)
         return (head, False) if head else None
 
-    def route(self, query: str, title: str, route: str, requirements: list[_Requirement] | None = None,
+    def route(self, query: str, title: str, route: str, requirements: list[Requirement] | None = None,
               ) -> Explanation:
         """The explanation that ``route`` gives for the pair (its judgement may disagree with the label);
         ``requirements`` are `requirements(query)`, passed when several routes are tried."""

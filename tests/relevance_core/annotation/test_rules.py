@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mkd.teacher.rule_annotator import ROUTES, Annotator, Lexicons
+from relevance_core.annotation import ROUTES, Annotator, Lexicons
 from relevance_core.cot import parse
 from relevance_core.data import load_pairs
 

@@ -1,0 +1,182 @@
+"""Explanations of the served decision: a chain of thought that reaches the served student's verdict and says
+why, from the student's own evidence (`service.explain.reading`).
+
+The verdict is the student's (score >= ``good_threshold``: Good). The CoT names:
+
+- for a **Good** verdict, the requirements the student found met, each with the title words that matched it
+  (``ad in product: Angle Bracket, matches``); no requirement is named unmet. If no requirement reaches the
+  threshold, the best-supported one is cited with the words it matched best;
+- for a **Bad** verdict, the requirements the student found unmet, each with the title value it was compared with
+  (``ad in product: Concrete Stain, mismatches``), beside the met ones. If every requirement reaches the
+  threshold, the least-supported one is named unmet (the score is low although each requirement has a match).
+
+The title value of an unmet requirement is, in this order, the title's own value for that aspect when the rule
+annotator finds one that mismatches (its brand, colour, size…), the title's head noun for a product, or the title
+words the requirement's tokens matched best. Every value is a span of the query or the title.
+
+The edit an explanation implies (`implied_edit`) is what a catalogue team could act on and what the faithfulness
+test applies: for Good, remove the cited matching title words (the score should drop); for Bad, add the unmet
+requirements' query values to the title (the score should rise).
+
+Two writers render it: ``rules`` (`write_rules`, deterministic, well under a millisecond) and ``llm`` (the
+teacher decoding under `decision_grammar`, which admits only CoTs of this shape: the fixed judgement, the
+requirements and values above, at least one mismatch for Bad and none for Good).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relevance_core.annotation import Annotator, Requirement
+from relevance_core.cot import Explanation, ItemValue, Judgement, QueryRequirement, find_span
+from relevance_core.cot.grounding import literal
+from service.explain.reading import PairReading, RequirementReading, Span
+
+
+@dataclass(frozen=True, slots=True)
+class Cited:
+    """What a decision explanation cites: the requirements named met (with the title spans that matched each)
+    and those named unmet (with the title value each was compared with)."""
+
+    verdict: Judgement
+    met: tuple[tuple[RequirementReading, tuple[Span, ...]], ...]
+    unmet: tuple[tuple[RequirementReading, Span | None], ...]
+
+
+def cite(reading: PairReading, annotator: Annotator, verdict: Judgement) -> Cited:
+    """What the explanation of ``verdict`` cites (see the module docstring)."""
+    requirements = list(reading.requirements)
+    met = [r for r in requirements if r.met and r.matched]
+    if verdict == "Good":
+        if not met:
+            best = max(requirements, key=lambda r: r.support)
+            met = [best]
+        return Cited(verdict, tuple((r, r.matched or _closest(r)) for r in met), ())
+    unmet = [r for r in requirements if not r.met]
+    if not unmet:
+        unmet = [min(requirements, key=lambda r: r.support)]
+    met = [r for r in met if r not in unmet]
+    return Cited(verdict, tuple((r, r.matched) for r in met),
+                 tuple((r, _compared_value(reading, annotator, r)) for r in unmet))
+
+
+def _closest(requirement: RequirementReading) -> tuple[Span, ...]:
+    return () if requirement.closest is None else (requirement.closest,)
+
+
+def _compared_value(reading: PairReading, annotator: Annotator, requirement: RequirementReading) -> Span | None:
+    """The title value an unmet requirement is compared with (see the module docstring)."""
+    query, title = reading.query, reading.title
+    lexical = annotator.route(query, title, "strict", [Requirement(requirement.aspect, *requirement.span)])
+    value = next((v for v in lexical.item_values if not v.matches), None)
+    span = find_span(value.value, title) if value is not None else None
+    return span if span is not None else requirement.closest
+
+
+def write_rules(reading: PairReading, cited: Cited) -> Explanation:
+    """The CoT of ``cited`` in the project's grammar: every requirement of the query, then the cited title values
+    (met ones as matches, unmet ones as mismatches), then the verdict."""
+    title = reading.title
+    requirements = [QueryRequirement(aspect=r.aspect, value=r.value, span=r.span) for r in reading.requirements]
+    values = [ItemValue(aspect=r.aspect, value=title[s:e], matches=True, span=(s, e))
+              for r, spans in cited.met for s, e in spans]
+    values += [ItemValue(aspect=r.aspect, value=title[span[0]:span[1]], matches=False, span=span)
+               for r, span in cited.unmet if span is not None]
+    bad = cited.verdict == "Bad"
+    return Explanation(query_requirements=requirements, item_values=values, judgement=cited.verdict,
+                       reason=reason_of(cited) if bad else None, note=unmet_note(cited) if bad else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """A counterfactual edit of the title: ``remove`` the given spans, or ``add`` the given values at its end."""
+
+    kind: str
+    values: tuple[str, ...]
+    spans: tuple[Span, ...] = ()
+
+    def apply(self, title: str) -> str:
+        return apply_edit(title, self)
+
+
+def apply_edit(title: str, edit: Edit) -> str:
+    """The title after ``edit``: removed spans cut out (whitespace collapsed), added values appended."""
+    if edit.kind == "add":
+        return " ".join([title.strip(), *edit.values])
+    kept, position = [], 0
+    for start, end in sorted(edit.spans):
+        kept.append(title[position:start])
+        position = max(position, end)
+    kept.append(title[position:])
+    return " ".join("".join(kept).split())
+
+
+def implied_edit(explanation: Explanation, title: str) -> Edit | None:
+    """The edit an explanation implies, read off the explanation alone (whoever wrote it): for Good, remove the
+    title spans of the values it says match; for Bad, add the values of the query requirements it says are unmet
+    (an aspect with a mismatching title value, or a requirement its note names). None when it cites nothing."""
+    if explanation.judgement == "Good":
+        spans = sorted({v.span for v in explanation.item_values if v.matches and v.span is not None})
+        return Edit("remove", tuple(title[s:e] for s, e in spans), tuple(spans)) if spans else None
+    unmet = {v.aspect for v in explanation.item_values if not v.matches}
+    note = explanation.note or ""
+    values = [r.value for r in explanation.query_requirements
+              if r.aspect in unmet or f"requirement {r.value} is not met" in note]
+    return Edit("add", tuple(dict.fromkeys(values))) if values else None
+
+
+def single_edits(edit: Edit) -> list[Edit]:
+    """``edit`` one value at a time (what each cited value does alone)."""
+    if len(edit.values) < 2:
+        return []
+    if edit.kind == "add":
+        return [Edit("add", (v,)) for v in edit.values]
+    return [Edit("remove", (v,), (s,)) for v, s in zip(edit.values, edit.spans, strict=True)]
+
+
+def decision_grammar(reading: PairReading, cited: Cited) -> str:
+    """The GBNF grammar of the CoTs that explain ``cited.verdict`` from the student's evidence: requirements are
+    the query's (any order, at least one), item values are the cited ones (met ones as matches; for Bad at least
+    one unmet one as a mismatch), unmet requirements without a title value are said in the note, and the
+    judgement is fixed. The teacher chooses what to say and in which order, not what the decision was."""
+    title = reading.title
+    requirement = [f"{r.aspect} requirement: {r.value}" for r in reading.requirements]
+    matches = [f"ad in {r.aspect}: {title[s:e]}, matches" for r, spans in cited.met for s, e in spans]
+    mismatches = [f"ad in {r.aspect}: {title[span[0]:span[1]]}, mismatches" for r, span in cited.unmet
+                  if span is not None]
+    plain = 'match ("; " match)*' if matches else '"ad has no attributes"'
+    if cited.verdict == "Good":
+        items, judgement = plain, '"Good"'
+    else:
+        items = plain
+        if mismatches:
+            items = ('(match "; ")* mismatch ("; " (match | mismatch))*' if matches
+                     else 'mismatch ("; " mismatch)*')
+        judgement = literal(f"Bad-{reason_of(cited)}")
+    note = unmet_note(cited)
+    rules = [f'root ::= "Thinking: query has " requirements "; " items "."{" " + literal(" " + note) if note else ""}'
+             f' " Final judgment: " judgement',
+             'requirements ::= requirement (", " requirement)*',
+             f"requirement ::= {_alternatives(requirement)}",
+             f"items ::= {items}",
+             f"judgement ::= {judgement}"]
+    if matches:
+        rules.append(f"match ::= {_alternatives(matches)}")
+    if mismatches:
+        rules.append(f"mismatch ::= {_alternatives(mismatches)}")
+    return "\n".join(rules) + "\n"
+
+
+def reason_of(cited: Cited) -> str:
+    """The reason after ``Bad-``: the first unmet requirement's aspect."""
+    return f"{cited.unmet[0][0].aspect} mismatch"
+
+
+def unmet_note(cited: Cited) -> str | None:
+    """The sentence naming the unmet requirements that have no title value to cite as a mismatch."""
+    unplaced = [r for r, span in cited.unmet if span is None]
+    return " ".join(f"{r.aspect} requirement {r.value} is not met." for r in unplaced) or None
+
+
+def _alternatives(options: list[str]) -> str:
+    return " | ".join(literal(o) for o in dict.fromkeys(options))
