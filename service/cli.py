@@ -47,7 +47,11 @@ def serve(
     teacher = _start_local_teacher(settings)
     gate = None
     if teacher is not None:
-        settings = settings.model_copy(update={"teacher_url": teacher.base_url, "teacher_model": teacher.model})
+        # the embedded teacher writes explanations (the llm writer) and second opinions; by default /v1/explain
+        # explains the served decision, which a 135M teacher judges worse than the student it would explain
+        mode = "decision" if settings.explain_mode == "auto" else settings.explain_mode
+        settings = settings.model_copy(update={"teacher_url": teacher.base_url, "teacher_model": teacher.model,
+                                               "explain_mode": mode})
         gate = teacher.check
     try:
         uvicorn.Server(uvicorn_config(create_app(settings, teacher_gate=gate), settings, log_level=log_level)).run()

@@ -15,8 +15,8 @@ annotator finds one that mismatches (its brand, colour, size…), the title's he
 words the requirement's tokens matched best. Every value is a span of the query or the title.
 
 The edit an explanation implies (`implied_edit`) is what a catalogue team could act on and what the faithfulness
-test applies: for Good, remove the cited matching title words (the score should drop); for Bad, add the unmet
-requirements' query values to the title (the score should rise).
+test applies: for Good, remove the cited matching title words wherever the title has them (the score should
+drop); for Bad, add the unmet requirements' query values in front of the title (the score should rise).
 
 Two writers render it: ``rules`` (`write_rules`, deterministic, well under a millisecond) and ``llm`` (the
 teacher decoding under `decision_grammar`, which admits only CoTs of this shape: the fixed judgement, the
@@ -25,7 +25,9 @@ requirements and values above, at least one mismatch for Bad and none for Good).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
 from relevance_core.annotation import Annotator, Requirement
 from relevance_core.cot import Explanation, ItemValue, Judgement, QueryRequirement, find_span
@@ -89,35 +91,33 @@ def write_rules(reading: PairReading, cited: Cited) -> Explanation:
 
 @dataclass(frozen=True, slots=True)
 class Edit:
-    """A counterfactual edit of the title: ``remove`` the given spans, or ``add`` the given values at its end."""
+    """A counterfactual edit of the title: ``remove`` every occurrence of the values, or ``add`` them in front (a
+    title is cut at the student's title length, so words added at its end may never be read)."""
 
-    kind: str
+    kind: Literal["remove", "add"]
     values: tuple[str, ...]
-    spans: tuple[Span, ...] = ()
 
     def apply(self, title: str) -> str:
-        return apply_edit(title, self)
+        """The title after the edit, whitespace collapsed."""
+        if self.kind == "add":
+            return " ".join([*self.values, title.strip()])
+        for value in self.values:
+            title = _occurrences(value).sub(" ", title)
+        return " ".join(title.split())
 
 
-def apply_edit(title: str, edit: Edit) -> str:
-    """The title after ``edit``: removed spans cut out (whitespace collapsed), added values appended."""
-    if edit.kind == "add":
-        return " ".join([title.strip(), *edit.values])
-    kept, position = [], 0
-    for start, end in sorted(edit.spans):
-        kept.append(title[position:start])
-        position = max(position, end)
-    kept.append(title[position:])
-    return " ".join("".join(kept).split())
+def _occurrences(value: str) -> re.Pattern[str]:
+    """``value`` as whole words, case-insensitively, with any whitespace between its words."""
+    return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)", re.IGNORECASE)
 
 
-def implied_edit(explanation: Explanation, title: str) -> Edit | None:
+def implied_edit(explanation: Explanation) -> Edit | None:
     """The edit an explanation implies, read off the explanation alone (whoever wrote it): for Good, remove the
-    title spans of the values it says match; for Bad, add the values of the query requirements it says are unmet
-    (an aspect with a mismatching title value, or a requirement its note names). None when it cites nothing."""
+    title values it says match; for Bad, add the values of the query requirements it says are unmet (an aspect
+    with a mismatching title value, or a requirement its note names). None when it cites nothing."""
     if explanation.judgement == "Good":
-        spans = sorted({v.span for v in explanation.item_values if v.matches and v.span is not None})
-        return Edit("remove", tuple(title[s:e] for s, e in spans), tuple(spans)) if spans else None
+        values = [v.value for v in explanation.item_values if v.matches]
+        return Edit("remove", tuple(dict.fromkeys(values))) if values else None
     unmet = {v.aspect for v in explanation.item_values if not v.matches}
     note = explanation.note or ""
     values = [r.value for r in explanation.query_requirements
@@ -126,40 +126,38 @@ def implied_edit(explanation: Explanation, title: str) -> Edit | None:
 
 
 def single_edits(edit: Edit) -> list[Edit]:
-    """``edit`` one value at a time (what each cited value does alone)."""
-    if len(edit.values) < 2:
-        return []
-    if edit.kind == "add":
-        return [Edit("add", (v,)) for v in edit.values]
-    return [Edit("remove", (v,), (s,)) for v, s in zip(edit.values, edit.spans, strict=True)]
+    """``edit`` one value at a time (what each cited value does alone); none for a one-value edit."""
+    return [Edit(edit.kind, (v,)) for v in edit.values] if len(edit.values) > 1 else []
 
 
 def decision_grammar(reading: PairReading, cited: Cited) -> str:
-    """The GBNF grammar of the CoTs that explain ``cited.verdict`` from the student's evidence: requirements are
-    the query's (any order, at least one), item values are the cited ones (met ones as matches; for Bad at least
-    one unmet one as a mismatch), unmet requirements without a title value are said in the note, and the
-    judgement is fixed. The teacher chooses what to say and in which order, not what the decision was."""
+    """The GBNF grammar of the CoTs that explain ``cited.verdict`` from the student's evidence: the query's
+    requirements as the rules writer lists them, then some of the cited item values (met ones as matches; for Bad at
+    least one unmet one as a mismatch), unmet requirements without a title value said in the note, and the judgement
+    fixed (for Bad, the reason names an unmet aspect). The teacher chooses which evidence to cite and in which order,
+    not what the decision was; every repetition is bounded, so a model cannot loop to its token limit."""
     title = reading.title
-    requirement = [f"{r.aspect} requirement: {r.value}" for r in reading.requirements]
-    matches = [f"ad in {r.aspect}: {title[s:e]}, matches" for r, spans in cited.met for s, e in spans]
-    mismatches = [f"ad in {r.aspect}: {title[span[0]:span[1]]}, mismatches" for r, span in cited.unmet
-                  if span is not None]
-    plain = 'match ("; " match)*' if matches else '"ad has no attributes"'
-    if cited.verdict == "Good":
-        items, judgement = plain, '"Good"'
-    else:
-        items = plain
+    requirements = ", ".join(f"{r.aspect} requirement: {r.value}" for r in reading.requirements)
+    matches = list(dict.fromkeys(f"ad in {r.aspect}: {title[s:e]}, matches" for r, spans in cited.met
+                                 for s, e in spans))
+    mismatches = list(dict.fromkeys(f"ad in {r.aspect}: {title[span[0]:span[1]]}, mismatches"
+                                    for r, span in cited.unmet if span is not None))
+    m, n = len(matches), len(mismatches)
+    plain = f'match ("; " match){{0,{m - 1}}}' if matches else '"ad has no attributes"'
+    items, judgement = plain, '"Good"'
+    if cited.verdict == "Bad":
+        judgement = '"Bad-" reason'
         if mismatches:
-            items = ('(match "; ")* mismatch ("; " (match | mismatch))*' if matches
-                     else 'mismatch ("; " mismatch)*')
-        judgement = literal(f"Bad-{reason_of(cited)}")
+            items = (f'(match "; "){{0,{m}}} mismatch ("; " (match | mismatch)){{0,{m + n - 1}}}' if matches
+                     else f'mismatch ("; " mismatch){{0,{n - 1}}}')
     note = unmet_note(cited)
     rules = [f'root ::= "Thinking: query has " requirements "; " items "."{" " + literal(" " + note) if note else ""}'
              f' " Final judgment: " judgement',
-             'requirements ::= requirement (", " requirement)*',
-             f"requirement ::= {_alternatives(requirement)}",
+             f"requirements ::= {literal(requirements)}",
              f"items ::= {items}",
              f"judgement ::= {judgement}"]
+    if cited.verdict == "Bad":
+        rules.append(f"reason ::= {_alternatives([f'{r.aspect} mismatch' for r, _ in cited.unmet])}")
     if matches:
         rules.append(f"match ::= {_alternatives(matches)}")
     if mismatches:
@@ -168,7 +166,8 @@ def decision_grammar(reading: PairReading, cited: Cited) -> str:
 
 
 def reason_of(cited: Cited) -> str:
-    """The reason after ``Bad-``: the first unmet requirement's aspect."""
+    """The rules writer's reason after ``Bad-``: the first unmet requirement's aspect (the llm writer picks any
+    unmet one)."""
     return f"{cited.unmet[0][0].aspect} mismatch"
 
 

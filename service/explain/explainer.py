@@ -245,7 +245,7 @@ class Explainer:
         in one batch."""
         plans: list[tuple[ExplainResult, list[Edit]]] = []
         for pair, result in done:
-            edit = implied_edit(pair.explanation, pair.title) if pair.explanation is not None else None
+            edit = implied_edit(pair.explanation) if pair.explanation is not None else None
             if edit is not None:
                 plans.append((result, [edit, *single_edits(edit)]))
         titles = [e.apply(result.title) for result, edits in plans for e in edits]
