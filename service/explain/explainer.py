@@ -22,7 +22,7 @@ from relevance_core.teacher.openai_client import TeacherResponseError
 from service.catalogue import Catalogue
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput, ItemResult, ScoringEngine
-from service.explain.decision import Edit, cite, decision_grammar, implied_edit, single_edits, write_rules
+from service.explain.decision import Cited, Edit, cite, decision_grammar, implied_edit, single_edits, write_rules
 from service.explain.reading import PairReading, TokensDiffer, read_pair
 from service.explain.result import (
     Counterfactual,
@@ -58,6 +58,7 @@ class _Pair:
     error: str | None = None
     scored: ItemResult | None = None
     reading: PairReading | None = None
+    cited: Cited | None = None
     explanation: Explanation | None = None
     cot: str | None = None  # the teacher's text (llm writer); the rules writer's is rendered
     model: str = "rules"
@@ -201,7 +202,7 @@ class Explainer:
             if p.reading is None or p.scored is None or p.scored.score is None:
                 continue
             verdict = judgement_of(p.scored.score, self.settings.good_threshold)
-            cited = cite(p.reading, self.catalogue.annotator, verdict)
+            cited = p.cited = cite(p.reading, self.catalogue.annotator, verdict)
             if writer == "rules":
                 p.explanation = write_rules(p.reading, cited)
                 continue
@@ -224,8 +225,9 @@ class Explainer:
                                                    title_span=t.title_span) for t in tokens])
 
     def _result(self, engine: ScoringEngine, query: str, pair: _Pair, writer: Writer) -> ExplainResult:
-        explanation, reading = pair.explanation, pair.reading
-        assert explanation is not None and reading is not None and pair.scored is not None
+        explanation, reading, cited = pair.explanation, pair.reading, pair.cited
+        assert explanation is not None and reading is not None and cited is not None and pair.scored is not None
+        unmet = {r.span for r, _ in cited.unmet}
         cot = pair.cot or render(explanation)
         parsed = parse(cot, query, pair.title)
         student = self._student_view(engine, pair)
@@ -236,7 +238,8 @@ class Explainer:
             parse_errors=parsed.errors, parse_warnings=parsed.warnings, model=pair.model, latency_ms=0.0,
             student=student, disagreement=False,
             requirements=[RequirementView(aspect=r.aspect, value=r.value, span=r.span, support=r.support,
-                                          status="met" if r.met else "unmet", title_spans=list(r.matched))
+                                          status="unmet" if r.span in unmet else "met" if r.met else "weak",
+                                          title_spans=list(r.matched))
                           for r in reading.requirements])
 
     async def _counterfactuals(self, engine: ScoringEngine, query: str,

@@ -71,7 +71,10 @@ class RequirementView(BaseModel):
     value: str = Field(description="The query's words for it.")
     span: tuple[int, int] = Field(description="[start, end) of value in the query.")
     support: float = Field(description="Mean MaxSim term of its query tokens (their best cosine in the title).")
-    status: Literal["met", "unmet"] = Field(description="met: support >= explain_threshold.")
+    status: Literal["met", "unmet", "weak"] = Field(
+        description="unmet: the explanation names it unmet (a Bad verdict: support below explain_threshold, or the "
+                    "least supported requirement when all reach it); met: support >= explain_threshold; weak: below "
+                    "it but not what the verdict rests on (a Good verdict names no requirement unmet).")
     title_spans: list[tuple[int, int]] = Field(description="The title words its tokens matched at or above the "
                                                            "threshold.")
 

@@ -288,6 +288,36 @@ def test_explain_adds_the_students_view_and_picks_the_teacher(teacher_url: str, 
             assert "down, ellm-rele-local" in unknown.json()["detail"][0]["msg"]
 
 
+def test_the_llm_writer_reaches_the_students_verdict_under_the_decision_grammar(teacher_url: str,
+                                                                              tmp_path: Path) -> None:
+    """writer=llm: the teacher writes the CoT, but the decision grammar fixes the verdict to the student's (Good
+    and Bad pairs alike), a Bad CoT names an unmet requirement and a Good one none, and every value is located."""
+    from fastapi.testclient import TestClient
+
+    from relevance_core.cot import parse
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(model_repository=REPO / "model_repository", store="local",  # type: ignore[call-arg]
+                        store_dir=tmp_path, grpc_port=None, teacher_url=teacher_url,
+                        teacher_model="ellm-rele-local", explain_mode="decision", teacher_timeout_s=60.0)
+    verdicts = set()
+    with TestClient(create_app(settings)) as client:
+        for query, title in [*PAIRS, ("simpson angle bracket", "BEHR Premium 1 gal. Deep Base Concrete Stain")]:
+            body = client.post("/v1/explain", json={"query": query, "title": title, "writer": "llm"}).json()
+            assert (body["mode"], body["writer"], body["model"]) == ("decision", "llm", "ellm-rele-local"), body
+            served = client.post("/v1/score", json={"query": query, "items": [{"id": "x", "title": title}]}).json()
+            assert body["verdict"] == body["judgement"] == served["scores"][0]["label"]
+            parsed = parse(body["cot"], query, title)
+            assert parsed.ok and parsed.explanation is not None, body["cot"]
+            values = [*parsed.explanation.query_requirements, *parsed.explanation.item_values]
+            assert all(v.span is not None for v in values), body["cot"]
+            mismatches = [v for v in parsed.explanation.item_values if not v.matches]
+            assert bool(mismatches or "is not met" in (body["note"] or "")) == (body["verdict"] == "Bad"), body["cot"]
+            verdicts.add(body["verdict"])
+    assert verdicts == {"Good", "Bad"}
+
+
 def test_the_shadow_teacher_judges_live_pairs_and_feeds_the_agreement_series(teacher_url: str,
                                                                            tmp_path: Path) -> None:
     """Every scored pair sampled to the real teacher: pairs sent with titles, and by id with the title from
