@@ -237,8 +237,11 @@ class Annotator:
         `relevance_core.data.PairsFileError` naming the file when it cannot be read."""
         return cls.from_titles(p.product_title for p in load_catalogue(path))
 
-    def requirements(self, query: str) -> list[Requirement]:
-        """What the query asks for: aspect and [start, end) span of the query, in query order."""
+    def requirements(self, query: str, *, complete: bool = False) -> list[Requirement]:
+        """What the query asks for: aspect and [start, end) span of the query, in query order. The product is the
+        last run of content words no other aspect claims; with ``complete``, the earlier runs are product
+        requirements too, so that every content word of the query belongs to one requirement (what an
+        explanation of a score needs: the student reads every word)."""
         taken: list[tuple[int, int]] = []
         found: list[Requirement] = []
 
@@ -263,13 +266,14 @@ class Annotator:
             add(aspect, _phrase_spans(query, words, taken))
         rest = [t for t in tokens if t.text.lower() not in _STOPWORDS and not t.text.isdigit()
                 and not any(s < t.end and t.start < e for s, e in taken)]
-        if rest:  # product: the last run of remaining content words
-            run = [rest[-1]]
-            for token in reversed(rest[:-1]):
-                between = query[token.end : run[0].start]
-                if _WORD.search(between) and any(w.lower() not in _STOPWORDS for w in _WORD.findall(between)):
-                    break
-                run.insert(0, token)
+        runs: list[list[Token]] = []  # runs of remaining content words, the last one first
+        for token in reversed(rest):
+            between = query[token.end : runs[-1][0].start] if runs else ""
+            if runs and not any(w.lower() not in _STOPWORDS for w in _WORD.findall(between)):
+                runs[-1].insert(0, token)
+            else:
+                runs.append([token])
+        for run in runs[: None if complete else 1]:  # product: the last run (with ``complete``, every run)
             add("product", [(run[0].start, run[-1].end)])
         return sorted(found, key=lambda r: r.start)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from importlib.resources import files
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.protocol import (
@@ -130,6 +131,18 @@ async def upsert_items(body: UpsertRequest, api: Api) -> UpsertResponse:
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
+
+
+# The analyst page (service/static/explain.html): read once at import; it holds no data, so no API key (the
+# /v1/explain calls it makes carry the key the analyst enters).
+ANALYST_PAGE = files("service").joinpath("static", "explain.html").read_text(encoding="utf-8")
+
+
+@ops.get("/explain", response_class=HTMLResponse, include_in_schema=False)
+async def analyst_page() -> HTMLResponse:
+    """The analyst page: type a query and a title, see the student's verdict explained (spans, CoT, requirements,
+    counterfactual) and, optionally, the teacher's second opinion."""
+    return HTMLResponse(ANALYST_PAGE, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
 @ops.get("/readyz", responses={503: {"description": "Model or store not ready, or the served version has no "

@@ -107,35 +107,37 @@ def read_pair(tokenizer: StudentTokenizer, annotator: Annotator, query: str, tit
     live = np.flatnonzero(interaction.item_mask)
     best_rows = interaction.sim.argmax(axis=0)  # per query position, the best taking-part item token
     best_sims = interaction.sim.max(axis=0)
+    # the best title *word* token per query position ([CLS] and [SEP] take part in MaxSim but are no words)
+    textual = np.array([t_spans[int(p)] is not None for p in live])
+    text_sim = np.where(textual[:, None], interaction.sim, -np.inf)
+    text_rows, text_sims = text_sim.argmax(axis=0), text_sim.max(axis=0)
     title_words = words(title)
     query_tokens = tokenizer.tokens(q_ids)
     item_tokens = tokenizer.tokens(t_ids)
     tokens: list[TokenMatch] = []
-    token_word: list[int | None] = []  # the title word each shown query token matched (same order as tokens)
-    positions: list[int] = []
+    token_word: list[tuple[int | None, float]] = []  # per shown token: its best title word and that cosine
     for j, span in enumerate(q_spans):
         if span is None:
             continue
         position = int(live[best_rows[j]])
-        t_span = t_spans[position]
-        tokens.append(TokenMatch(query_tokens[j], span, item_tokens[position], t_span,
+        tokens.append(TokenMatch(query_tokens[j], span, item_tokens[position], t_spans[position],
                                  round(float(best_sims[j]), 4)))
-        token_word.append(None if t_span is None else _word_of(t_span, title_words))
-        positions.append(j)
+        word_span = t_spans[int(live[text_rows[j]])] if textual.any() else None
+        token_word.append((None if word_span is None else _word_of(word_span, title_words), float(text_sims[j])))
 
     def reading(aspect: str, start: int, end: int) -> RequirementReading | None:
         inside = [k for k, t in enumerate(tokens) if t.query_span[0] < end and start < t.query_span[1]]
         if not inside:
             return None
         support = float(np.mean([tokens[k].similarity for k in inside]))
-        matched = {w for k in inside if tokens[k].similarity >= threshold and (w := token_word[k]) is not None}
-        best = max(inside, key=lambda k: tokens[k].similarity)
-        closest = token_word[best]
+        matched = {w for k in inside if (w := token_word[k][0]) is not None and token_word[k][1] >= threshold}
+        best = max(inside, key=lambda k: token_word[k][1])
+        closest = token_word[best][0]
         return RequirementReading(aspect, (start, end), query[start:end], round(support, 4), support >= threshold,
                                   tuple(runs(matched, title_words)),
                                   None if closest is None else title_words[closest])
 
-    requirements = annotator.requirements(query) or [_whole(query)]
+    requirements = annotator.requirements(query, complete=True) or [_whole(query)]
     read = [r for req in requirements if (r := reading(req.aspect, req.start, req.end)) is not None]
     if not read:  # the annotator's spans hold no token (e.g. cut by truncation): the query as one requirement
         whole = _whole(query)
