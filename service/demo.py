@@ -1,16 +1,21 @@
-"""``make run``'s last step: start the gateway on embedded defaults, wait until it is ready, show a sample
-scoring request (as curl and its answer), then keep serving until Ctrl-C (``--exit`` stops after the sample)."""
+"""``make run``'s last step: start the gateway on embedded defaults (with the prepared catalogue as
+``RELEVANCE_CATALOG`` unless one is set), wait until it is ready, show a sample scoring request and the explanation
+of one of its decisions (as curl and their answers), then keep serving until Ctrl-C (``--exit`` stops after the
+samples)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
 import time
 
 import httpx
+
+from relevance_core.data import derived_dir
 
 SAMPLE = {
     "query": "simpson angle bracket",
@@ -21,6 +26,17 @@ SAMPLE = {
     ],
     "evidence": True,
 }
+EXPLAIN = {"query": "simpson angle bracket", "title": "BEHR Premium 1 gal. Deep Base Solid Color Concrete Stain",
+           "counterfactual": True}
+
+
+def _show(url: str, path: str, payload: dict[str, object]) -> httpx.Response:
+    """POST ``payload`` to ``path``, printing the request as curl and the answer."""
+    body = json.dumps(payload)
+    print(f"\n$ curl -s {url}{path} -H 'content-type: application/json' -d {shlex.quote(body)}\n")
+    response = httpx.post(f"{url}{path}", content=body, headers={"content-type": "application/json"}, timeout=10)
+    print(json.dumps(response.json(), indent=2))
+    return response
 
 
 def main() -> int:
@@ -29,7 +45,11 @@ def main() -> int:
     parser.add_argument("--exit", action="store_true", help="stop the gateway after the sample request")
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen([sys.executable, "-m", "relevance.cli", "serve", "--port", str(args.port)])
+    env = dict(os.environ)
+    catalogue = derived_dir() / "catalogue.tsv"
+    if "RELEVANCE_CATALOG" not in env and catalogue.is_file():
+        env["RELEVANCE_CATALOG"] = str(catalogue)
+    server = subprocess.Popen([sys.executable, "-m", "relevance.cli", "serve", "--port", str(args.port)], env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -45,14 +65,12 @@ def main() -> int:
                 print("the gateway did not become ready within 120 s", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-        body = json.dumps(SAMPLE)
-        print(f"\n$ curl -s {url}/v1/score -H 'content-type: application/json' -d {shlex.quote(body)}\n")
-        response = httpx.post(f"{url}/v1/score", content=body, headers={"content-type": "application/json"},
-                              timeout=10)
-        print(json.dumps(response.json(), indent=2))
-        print(f"\nOpenAPI docs: {url}/docs   metrics: {url}/metrics   gRPC: 127.0.0.1:50051")
+        scored = _show(url, "/v1/score", SAMPLE)
+        explained = _show(url, "/v1/explain", EXPLAIN)
+        print(f"\nanalyst page: {url}/explain   OpenAPI docs: {url}/docs   metrics: {url}/metrics   "
+              "gRPC: 127.0.0.1:50051")
         if args.exit:
-            return 0 if response.status_code == 200 else 1
+            return 0 if scored.status_code == explained.status_code == 200 else 1
         print("serving; Ctrl-C stops it")
         server.wait()
         return server.returncode

@@ -173,7 +173,7 @@ def summarise(outcomes: Sequence[DecisionOutcome], good_threshold: float = 0.5) 
             "testable": _share([o.edit is not None for o in rows]),
             "mean_delta": float(np.mean([o.edited_score - o.score for o in rows
                                          if o.edited_score is not None and o.score is not None])) if rows else None}
-    served = [o for o in answered if o.rescored is not None]
+    served = [(o, o.rescored) for o in answered if o.rescored is not None]
     latencies = [o.latency_ms for o in answered if o.latency_ms is not None]
     scored = [o for o in answered if o.score is not None]
     faithful, baseline = _share([o.faithful for o in answered]), _share([o.random_faithful for o in answered])
@@ -184,10 +184,10 @@ def summarise(outcomes: Sequence[DecisionOutcome], good_threshold: float = 0.5) 
         "margin": None if faithful is None or baseline is None else faithful - baseline,
         "testable": _share([o.edit is not None for o in answered]),
         "by_verdict": per_verdict,
-        "agreement": _share([o.judgement == ("Good" if o.rescored >= good_threshold else "Bad")  # type: ignore[operator]
-                             for o in served]),
+        "agreement": _share([o.judgement == ("Good" if rescored >= good_threshold else "Bad")
+                             for o, rescored in served]),
         "verdict_equals_judgement": _share([o.judgement == o.verdict for o in answered]),
-        "score_matches_served": _share([abs(o.rescored - o.score) < 1e-4 for o in served  # type: ignore[operator]
+        "score_matches_served": _share([abs(rescored - o.score) < 1e-4 for o, rescored in served
                                         if o.score is not None]),
         "parse_ok": _share([o.parse_ok for o in answered]), "located": _share([o.located for o in answered]),
         "latency_ms": {"p50": _percentile(latencies, 50), "p90": _percentile(latencies, 90),
@@ -246,11 +246,12 @@ def plot(out: Path, outcomes: dict[str, list[DecisionOutcome]]) -> Path:
                  title=f"{name}: counterfactual faithfulness")
         left.legend()
         for verdict, colour in (("Good", "tab:green"), ("Bad", "tab:red")):
-            chosen = [o for o in rows if o.verdict == verdict and o.edited_score is not None and o.score is not None]
-            right.scatter([o.score for o in chosen], [o.edited_score - o.score for o in chosen],  # type: ignore[operator]
-                          s=8, alpha=0.5, color=colour, label=f"{verdict}: explanation's edit")
-            right.scatter([o.score for o in chosen], [o.random_score - o.score for o in chosen],  # type: ignore[operator]
-                          s=8, alpha=0.3, marker="x", color="tab:gray")
+            chosen = [(o.score, o.edited_score, o.random_score) for o in rows if o.verdict == verdict
+                      and o.score is not None and o.edited_score is not None and o.random_score is not None]
+            right.scatter([s for s, _, _ in chosen], [e - s for s, e, _ in chosen], s=8, alpha=0.5, color=colour,
+                          label=f"{verdict}: explanation's edit")
+            right.scatter([s for s, _, _ in chosen], [r - s for s, _, r in chosen], s=8, alpha=0.3, marker="x",
+                          color="tab:gray")
         right.axhline(0, color="black", lw=0.5)
         right.set(xlabel="student score", ylabel="score after edit - before",
                   title=f"{name}: score change (x: random span)")

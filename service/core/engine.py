@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from cachetools import LRUCache
@@ -69,7 +70,7 @@ class Interaction:
 class ItemResult:
     id: str
     score: float | None = None
-    source: str | None = None
+    source: Literal["store", "title"] | None = None
     error: str | None = None
     evidence: list[Match] | None = None
     interaction: Interaction | None = None

@@ -219,7 +219,7 @@ class Explainer:
         tokens = pair.reading.tokens if pair.reading is not None else ()
         return StudentView(model_version=engine.model_version, score=scored.score,
                            label=judgement_of(scored.score, self.settings.good_threshold),
-                           source=scored.source,  # type: ignore[arg-type]
+                           source=scored.source,
                            evidence=[TokenEvidence(query_token=t.query_token, title_token=t.title_token,
                                                    similarity=t.similarity, query_span=t.query_span,
                                                    title_span=t.title_span) for t in tokens])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar, get_args
+from typing import TypeVar
 
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput
@@ -34,11 +34,18 @@ NO_TEACHER_RETRY_S = 300  # no teacher configured: retrying soon will not help
 T = TypeVar("T")
 
 
-def _choice(value: str | None, allowed: tuple[str, ...], field: str) -> str | None:
-    """``value`` if it is one of ``allowed`` (None stays None); INVALID_ARGUMENT naming ``field`` otherwise."""
-    if value is not None and value not in allowed:
+MODES: dict[str, Mode] = {"decision": "decision", "teacher": "teacher"}
+WRITERS: dict[str, Writer] = {"rules": "rules", "llm": "llm"}
+
+
+def _choice(value: str | None, allowed: dict[str, T], field: str) -> T | None:
+    """``allowed[value]`` (None stays None); INVALID_ARGUMENT naming ``field`` for any other value (gRPC strings
+    have no schema)."""
+    if value is None:
+        return None
+    if value not in allowed:
         raise invalid((field,), f"must be one of {', '.join(allowed)}; got {value!r}", "literal_error")
-    return value
+    return allowed[value]
 
 
 class ExplainHandler:
@@ -69,8 +76,8 @@ class ExplainHandler:
             check_text(item_id, ("item_id",), self.settings.max_id_chars)
         if title is None and item_id is None:
             raise invalid(("title",), "give the title to explain, or the item_id of a catalogue item", "missing")
-        chosen_mode: Mode | None = _choice(mode, get_args(Mode), "mode")  # type: ignore[assignment]
-        chosen_writer: Writer | None = _choice(writer, get_args(Writer), "writer")  # type: ignore[assignment]
+        chosen_mode = _choice(mode, MODES, "mode")
+        chosen_writer = _choice(writer, WRITERS, "writer")
         if model is not None:
             check_text(model, ("model",), self.settings.max_id_chars)
         explainer = self._ready()
@@ -96,10 +103,10 @@ class ExplainHandler:
             check_item(item.id, item.title, i, self.settings)
             if item.title is not None and not item.title.strip():
                 raise invalid(("items", i, "title"), "must not be empty or whitespace only", "value_error")
-        if _choice(mode, get_args(Mode), "mode") == "teacher":
+        if _choice(mode, MODES, "mode") == "teacher":
             raise invalid(("mode",), "a page is explained in decision mode; ask /v1/explain for the teacher's "
                                      "judgement of one pair", "value_error")
-        if _choice(writer, get_args(Writer), "writer") == "llm":
+        if _choice(writer, WRITERS, "writer") == "llm":
             raise invalid(("writer",), "a page is written by the rules writer; the llm writer explains one pair at "
                                        "a time (about a second each on CPU) through /v1/explain", "value_error")
         explainer = self._ready()

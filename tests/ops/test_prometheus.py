@@ -96,8 +96,8 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 
 async def traffic(url: str, grpc_port: int, seconds: float) -> None:
-    """Mixed traffic: stored and unknown ids, titles, rerank, writes, explain without a teacher (503), bursts
-    that admission control sheds, gRPC."""
+    """Mixed traffic: stored and unknown ids, titles, rerank, writes, explanations of the decision (no teacher
+    needed), bursts that admission control sheds, gRPC."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         end = time.monotonic() + seconds
         k = 0
