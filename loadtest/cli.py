@@ -101,6 +101,11 @@ class EndpointChoice(StrEnum):
     explain = "explain"
 
 
+class ExplainModeChoice(StrEnum):
+    decision = "decision"
+    teacher = "teacher"
+
+
 class ArrivalChoice(StrEnum):
     constant = "constant"
     poisson = "poisson"
@@ -129,6 +134,9 @@ def loadtest(
     path: Annotated[str | None, typer.Option(help="Route (default /v1/score or /v1/rerank; infinity: /rerank).")]
     = None,
     model: Annotated[str | None, typer.Option(help="'model' field of rerank and explain requests.")] = None,
+    explain_mode: Annotated[ExplainModeChoice | None, typer.Option(
+        help="'mode' of explain requests: decision (the served verdict explained) or teacher (the teacher's own "
+             "judgement); default: the gateway's explain_mode.")] = None,
     arrival: Annotated[ArrivalChoice, typer.Option(help="constant spacing or Poisson arrivals.")]
     = ArrivalChoice.constant,
     timeout: Annotated[float, typer.Option(help="Per-request timeout (s).")] = 10.0,
@@ -192,7 +200,8 @@ def loadtest(
                             duration=duration, min_requests=min_requests)
         check_url(url)
         headers = {"X-API-Key": api_key, "Authorization": f"Bearer {api_key}"} if api_key else {}
-        target = Target(url.rstrip("/"), endpoint.value, mode.value, path, model, headers)  # type: ignore[arg-type]
+        target = Target(url.rstrip("/"), endpoint.value, mode.value, path, model, headers,  # type: ignore[arg-type]
+                        explain_mode.value if explain_mode else None)
         workload = load_workload(queries or default_query_files(), catalog, catalogue_limit=catalog_limit, seed=seed)
         config = LoadTestConfig(target=target, items=items, duration=duration, rate=rate, plan=plan,
                                 concurrency=concurrency, timeout_s=timeout, arrival=arrival.value,  # type: ignore[arg-type]

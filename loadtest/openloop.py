@@ -160,6 +160,7 @@ class Target:
     path: str | None = None
     model: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    explain_mode: str | None = None  # explain: "decision" (the served verdict) or "teacher"; None: the gateway's
 
     @property
     def route(self) -> str:
@@ -178,6 +179,8 @@ def request_body(target: Target, workload: Workload, index: int, n_items: int, r
         body: dict[str, Any] = {"query": query, "title": chosen[0][1]}
         if target.model:
             body["model"] = target.model
+        if target.explain_mode:
+            body["mode"] = target.explain_mode
     elif target.endpoint == "rerank":
         body = {"query": query, "documents": [title for _, title in chosen],
                                 "return_documents": False}

@@ -72,6 +72,8 @@ def test_bodies_for_score_rerank_and_explain() -> None:
     explain = json.loads(request_body(Target("http://x", "explain"), workload, 1, 1, "r"))
     assert explain == {"query": "q1", "title": "t2"}
     assert json.loads(request_body(Target("http://x", "explain", model="m"), workload, 0, 1, "r"))["model"] == "m"
+    assert json.loads(request_body(Target("http://x", "explain", explain_mode="teacher"), workload, 0, 1, "r")
+                      )["mode"] == "teacher"
     assert Target("http://x", "explain").address == "http://x/v1/explain"
 
 
