@@ -300,7 +300,7 @@ def test_the_llm_writer_reaches_the_students_verdict_under_the_decision_grammar(
 
     settings = Settings(model_repository=REPO / "model_repository", store="local",  # type: ignore[call-arg]
                         store_dir=tmp_path, grpc_port=None, teacher_url=teacher_url,
-                        teacher_model="ellm-rele-local", explain_mode="decision", teacher_timeout_s=60.0)
+                        teacher_model="ellm-rele-local", explain_mode="decision", teacher_timeout_s=120.0)
     verdicts = set()
     with TestClient(create_app(settings)) as client:
         for query, title in [*PAIRS, ("simpson angle bracket", "BEHR Premium 1 gal. Deep Base Concrete Stain")]:
