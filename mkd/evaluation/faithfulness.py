@@ -19,11 +19,10 @@ Output: ``results.jsonl``, ``report.json``, ``report.md``, ``faithfulness.png``.
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mkd.evaluation.metrics import roc_auc
+from mkd.evaluation.outputs import figure_rows, fmt, percentile, save_figure, write_report
 from relevance_core.cot import Explanation, parse
 from relevance_core.data import Pair
 from service.explain.decision import Edit, implied_edit
@@ -157,9 +157,6 @@ def _share(flags: Sequence[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
 
 def summarise(outcomes: Sequence[DecisionOutcome], good_threshold: float = 0.5) -> dict[str, Any]:
     """One writer's figures (see the module docstring)."""
@@ -190,15 +187,12 @@ def summarise(outcomes: Sequence[DecisionOutcome], good_threshold: float = 0.5) 
         "score_matches_served": _share([abs(rescored - o.score) < 1e-4 for o, rescored in served
                                         if o.score is not None]),
         "parse_ok": _share([o.parse_ok for o in answered]), "located": _share([o.located for o in answered]),
-        "latency_ms": {"p50": _percentile(latencies, 50), "p90": _percentile(latencies, 90),
-                       "p99": _percentile(latencies, 99)},
+        "latency_ms": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
+                       "p99": percentile(latencies, 99)},
         "roc_auc": roc_auc(np.array([o.good for o in scored]), np.array([o.score for o in scored]))
         if scored else None,
     }
 
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -213,24 +207,19 @@ def markdown(report: dict[str, Any]) -> str:
     for name, s in report["writers"].items():
         g, b = s["by_verdict"]["Good"], s["by_verdict"]["Bad"]
         lines.append(
-            f"| {name} | {_fmt(s['faithfulness'])} | {_fmt(s['random_baseline'])} | {_fmt(s['margin'])} | "
-            f"{_fmt(g['faithfulness'])} / {_fmt(g['random_baseline'])} (n={g['pairs']}) | "
-            f"{_fmt(b['faithfulness'])} / {_fmt(b['random_baseline'])} (n={b['pairs']}) | {_fmt(s['testable'])} | "
-            f"{_fmt(s['agreement'])} | {_fmt(s['parse_ok'])} | {_fmt(s['located'])} | "
-            f"{_fmt(s['latency_ms']['p50'], 1)} | {_fmt(s['latency_ms']['p99'], 1)} | {_fmt(s['roc_auc'])} | "
+            f"| {name} | {fmt(s['faithfulness'])} | {fmt(s['random_baseline'])} | {fmt(s['margin'])} | "
+            f"{fmt(g['faithfulness'])} / {fmt(g['random_baseline'])} (n={g['pairs']}) | "
+            f"{fmt(b['faithfulness'])} / {fmt(b['random_baseline'])} (n={b['pairs']}) | {fmt(s['testable'])} | "
+            f"{fmt(s['agreement'])} | {fmt(s['parse_ok'])} | {fmt(s['located'])} | "
+            f"{fmt(s['latency_ms']['p50'], 1)} | {fmt(s['latency_ms']['p99'], 1)} | {fmt(s['roc_auc'])} | "
             f"{s['pairs'] - s['answered']} |")
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
 
-def plot(out: Path, outcomes: dict[str, list[DecisionOutcome]]) -> Path:
+def plot(out: Path, outcomes: Mapping[str, Sequence[DecisionOutcome]]) -> Path:
     """Per writer: faithfulness against the baseline by verdict, and the score change of each edit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(outcomes), 2, figsize=(11, 4 * len(outcomes)), squeeze=False)
+    fig, axes = figure_rows(len(outcomes))
     for row, (name, rows) in enumerate(outcomes.items()):
         left, right = axes[row]
         labels, ours, theirs = [], [], []
@@ -256,24 +245,9 @@ def plot(out: Path, outcomes: dict[str, list[DecisionOutcome]]) -> Path:
         right.set(xlabel="student score", ylabel="score after edit - before",
                   title=f"{name}: score change (x: random span)")
         right.legend()
-        for ax in (left, right):
-            ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "faithfulness.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "faithfulness.png")
 
 
-def write_outputs(out: Path, outcomes: dict[str, list[DecisionOutcome]], meta: dict[str, Any]) -> dict[str, Any]:
+def write_outputs(out: Path, outcomes: Mapping[str, Sequence[Any]], meta: dict[str, Any]) -> dict[str, Any]:
     """results.jsonl, report.json, report.md and the plot; returns the report."""
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "results.jsonl").open("w") as handle:
-        for rows in outcomes.values():
-            for o in rows:
-                handle.write(json.dumps(asdict(o)) + "\n")
-    report = meta | {"writers": {name: summarise(rows) for name, rows in outcomes.items()}}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(markdown(report))
-    plot(out, outcomes)
-    return report
+    return write_report(out, outcomes, meta, "writers", summarise=summarise, markdown=markdown, plot=plot)

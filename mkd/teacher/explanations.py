@@ -23,10 +23,9 @@ Output: ``results.jsonl`` (one row per pair and endpoint), ``report.json``, ``re
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from mkd.evaluation.metrics import roc_auc
+from mkd.evaluation.outputs import figure_rows, fmt, percentile, save_figure, write_report
 from relevance_core.annotation import Annotator
 from relevance_core.cot import Explanation, parse, render
 from relevance_core.data import Pair
@@ -112,9 +112,6 @@ def compare_aspects(predicted: Explanation, reference: Explanation,
                                       for v in predicted.item_values)
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
 
 def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """The metrics of one endpoint's outcomes (see the module docstring)."""
@@ -172,8 +169,8 @@ def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
                     "requirements_all": _total(requirements.values()).as_dict(),
                     "item_values_all": _total(values.values()).as_dict()},
         "student": student,
-        "latency_ms": {"p50": _percentile(latencies, 50), "p90": _percentile(latencies, 90),
-                       "p99": _percentile(latencies, 99), "mean": float(np.mean(latencies)) if latencies else None},
+        "latency_ms": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
+                       "p99": percentile(latencies, 99), "mean": float(np.mean(latencies)) if latencies else None},
     }
 
 
@@ -228,9 +225,6 @@ def references(pairs: Sequence[Pair], annotator: Annotator) -> list[str | None]:
     return out
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: one row per endpoint, then per-aspect tables and hallucination examples."""
@@ -244,13 +238,13 @@ def markdown(report: dict[str, Any]) -> str:
     for name, s in report["endpoints"].items():
         j, g, a, st, lat = s["judgement"], s["grounding"], s["aspects"], s["student"], s["latency_ms"]
         lines.append(
-            f"| {name} | {_fmt(j['roc_auc'])} | {_fmt(j['accuracy'])} | {_fmt(j['judged_good'])} | "
-            f"{_fmt(g['parse_ok'])} | {_fmt(g['fully_located'])} | {g['hallucinated_values']} "
-            f"({g['cots_with_hallucinations']} CoTs) | {_fmt(a['requirements_all']['precision'])} / "
-            f"{_fmt(a['requirements_all']['recall'])} | {_fmt(a['item_values_all']['precision'])} / "
-            f"{_fmt(a['item_values_all']['recall'])} | {_fmt(st.get('agreement'))} | {_fmt(st.get('spearman'))} | "
-            f"{_fmt(lat['p50'], 0)} | {_fmt(lat['p99'], 0)} | {s['pairs'] - s['answered']} |")
-    lines.append(f"\nHuman label Good: {_fmt(next(iter(report['endpoints'].values()))['judgement']['human_good'])} "
+            f"| {name} | {fmt(j['roc_auc'])} | {fmt(j['accuracy'])} | {fmt(j['judged_good'])} | "
+            f"{fmt(g['parse_ok'])} | {fmt(g['fully_located'])} | {g['hallucinated_values']} "
+            f"({g['cots_with_hallucinations']} CoTs) | {fmt(a['requirements_all']['precision'])} / "
+            f"{fmt(a['requirements_all']['recall'])} | {fmt(a['item_values_all']['precision'])} / "
+            f"{fmt(a['item_values_all']['recall'])} | {fmt(st.get('agreement'))} | {fmt(st.get('spearman'))} | "
+            f"{fmt(lat['p50'], 0)} | {fmt(lat['p99'], 0)} | {s['pairs'] - s['answered']} |")
+    lines.append(f"\nHuman label Good: {fmt(next(iter(report['endpoints'].values()))['judgement']['human_good'])} "
                  "of the pairs." if report["endpoints"] else "")
     for name, s in report["endpoints"].items():
         lines += ["", f"## {name}: aspects against the annotator ({s['aspects']['pairs_compared']} pairs)", "",
@@ -261,8 +255,8 @@ def markdown(report: dict[str, Any]) -> str:
         for aspect in aspects:
             r = s["aspects"]["requirements"].get(aspect, empty)
             v = s["aspects"]["item_values"].get(aspect, empty)
-            lines.append(f"| {aspect} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | {r['predicted']} / "
-                         f"{r['reference']} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {v['predicted']} / "
+            lines.append(f"| {aspect} | {fmt(r['precision'])} | {fmt(r['recall'])} | {r['predicted']} / "
+                         f"{r['reference']} | {fmt(v['precision'])} | {fmt(v['recall'])} | {v['predicted']} / "
                          f"{v['reference']} |")
         g = s["grounding"]
         if g["hallucinated_by_aspect"]:
@@ -275,14 +269,9 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(out: Path, outcomes: dict[str, list[Outcome]]) -> Path:
+def plot(out: Path, outcomes: Mapping[str, Sequence[Outcome]]) -> Path:
     """Per endpoint: the teacher's score by human label, and the teacher's score against the student's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(outcomes), 2, figsize=(11, 4 * len(outcomes)), squeeze=False)
+    fig, axes = figure_rows(len(outcomes))
     for row, (name, rows) in enumerate(outcomes.items()):
         left, right = axes[row]
         bins = np.linspace(0, 1, 21)
@@ -297,24 +286,9 @@ def plot(out: Path, outcomes: dict[str, list[Outcome]]) -> Path:
                       c=["tab:green" if o.good else "tab:red" for o in both])
         right.set(title=f"{name}: teacher vs served student (colour: human label)", xlabel="student score",
                   ylabel="teacher score", xlim=(0, 1), ylim=(0, 1))
-        for ax in (left, right):
-            ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "explanations.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "explanations.png")
 
 
-def write_outputs(out: Path, outcomes: dict[str, list[Outcome]], meta: dict[str, Any]) -> dict[str, Any]:
+def write_outputs(out: Path, outcomes: Mapping[str, Sequence[Any]], meta: dict[str, Any]) -> dict[str, Any]:
     """results.jsonl, report.json, report.md and the plot; returns the report."""
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "results.jsonl").open("w") as handle:
-        for rows in outcomes.values():
-            for o in rows:
-                handle.write(json.dumps(asdict(o)) + "\n")
-    report = meta | {"endpoints": {name: summarise(rows) for name, rows in outcomes.items()}}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(markdown(report))
-    plot(out, outcomes)
-    return report
+    return write_report(out, outcomes, meta, "endpoints", summarise=summarise, markdown=markdown, plot=plot)
