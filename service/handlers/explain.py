@@ -85,6 +85,12 @@ class ExplainHandler:
         if resolved == "decision" and model is not None and (chosen_writer or self.settings.explain_writer) == "rules":
             raise invalid(("model",), "picks the teacher that writes (mode=teacher, or writer=llm); the rules "
                                       "writer uses none", "value_error")
+        if resolved == "teacher" and chosen_writer is not None:
+            raise invalid(("writer",), "chooses who writes a decision explanation; in mode teacher the teacher "
+                                       "writes its own judgement", "value_error")
+        if resolved == "teacher" and counterfactual:
+            raise invalid(("counterfactual",), "is the edit a decision explanation implies; mode teacher has none",
+                          "value_error")
         engine = current_engine(self.engine)
         return await self._observe(resolved, explainer.explain(
             engine, query, title=title, item_id=item_id, mode=resolved, writer=chosen_writer,
