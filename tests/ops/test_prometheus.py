@@ -97,7 +97,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 async def traffic(url: str, grpc_port: int, seconds: float) -> None:
     """Mixed traffic: stored and unknown ids, titles, rerank, writes, explanations of the decision (no teacher
-    needed), bursts that admission control sheds, gRPC."""
+    needed) and of the teacher's judgement without a teacher (503), bursts that admission control sheds, gRPC."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         end = time.monotonic() + seconds
         k = 0
@@ -109,7 +109,9 @@ async def traffic(url: str, grpc_port: int, seconds: float) -> None:
             write = {"items": [{"id": f"sku-{k % 4}", "title": TITLES[k % 4]}]}
             await asyncio.gather(*burst, client.post("/v1/rerank", json={"query": "angle", "documents": TITLES}),
                                  client.put("/v1/items", json=write),
-                                 client.post("/v1/explain", json={"query": "angle", "title": TITLES[0]}))
+                                 client.post("/v1/explain", json={"query": "angle", "title": TITLES[0]}),
+                                 client.post("/v1/explain", json={"query": "angle", "title": TITLES[0],
+                                                                  "mode": "teacher"}))
             async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
                 await pb_grpc.RelevanceStub(channel).Score(pb.ScoreRequest(query="angle", items=[pb.Item(id="sku-1")]),
                                                            timeout=10)
