@@ -1,6 +1,6 @@
 """The committed model repository: versions 1 (label-only) and 2 (MKD from the release teacher) of the ColBERT
-student are int8, at most 30 MB each, the config parses as Triton's ModelConfig, and each scores held-out pairs
-with ONNX Runtime alone, well above chance; version 2, the highest, is what serving picks by default."""
+student are int8, at most 30 MB each, the config parses as Triton's ModelConfig, and each scores the test split
+with ONNX Runtime alone as its committed report says; version 2, the highest, is what serving picks by default."""
 
 from __future__ import annotations
 
@@ -40,15 +40,22 @@ def test_version_2_is_the_default_and_was_distilled_from_the_teacher_file() -> N
     assert config.version_policy.latest.num_versions == 2  # Triton serves both during a switch
 
 
+RECORDED = {1: REPO / "reports" / "colbert-v1-int8-test" / "report.json",
+            2: REPO / "reports" / "colbert-v2-int8-test" / "report.json"}
+"""The test-split evaluations the README reports for each shipped version."""
+
+
 @pytest.mark.parametrize("number", [1, 2])
-def test_it_scores_held_out_pairs_without_torch(number: int) -> None:
+def test_it_scores_the_test_split_as_recorded_without_torch(number: int) -> None:
+    """Measured, not read back: the whole test split (6,659 pairs of queries never trained on) scored through ONNX
+    Runtime alone gives the ROC-AUC the committed report records, within what another CPU's int8 kernels change."""
     code = (
         "import json, sys\n"
         "import numpy as np\n"
         "from sklearn.metrics import roc_auc_score\n"
         "from relevance_core.data import default_pairs_path, load_pairs, split_pairs\n"
         "from mkd.evaluation.scorers import load_scorer\n"
-        "test = split_pairs(load_pairs(default_pairs_path()))['test'][:400]\n"
+        "test = split_pairs(load_pairs(default_pairs_path()))['test']\n"
         f"scores = load_scorer({str(REPOSITORY)!r}, version={number}, show_progress=False).score(test)\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "print(json.dumps({'auc': roc_auc_score([p.good for p in test], scores), 'n': len(test)}))\n"
@@ -56,4 +63,6 @@ def test_it_scores_held_out_pairs_without_torch(number: int) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["n"] == 400 and result["auc"] > 0.65, result  # 0.74 on the whole test split
+    recorded = json.loads(RECORDED[number].read_text())
+    assert result["n"] == recorded["n"] == 6659
+    assert result["auc"] == pytest.approx(recorded["roc_auc"], abs=0.002), (result, recorded["roc_auc"])
