@@ -46,8 +46,11 @@ class Cited:
 
 
 def cite(reading: PairReading, annotator: Annotator, verdict: Judgement) -> Cited:
-    """What the explanation of ``verdict`` cites (see the module docstring)."""
+    """What the explanation of ``verdict`` cites (see the module docstring); nothing for a query without a token
+    the student reads (e.g. only control characters: the score rests on the special tokens alone)."""
     requirements = list(reading.requirements)
+    if not requirements:
+        return Cited(verdict, (), ())
     met = [r for r in requirements if r.met and r.matched]
     if verdict == "Good":
         if not met:
@@ -137,7 +140,7 @@ def decision_grammar(reading: PairReading, cited: Cited) -> str:
     fixed (for Bad, the reason names an unmet aspect). The teacher chooses which evidence to cite and in which order,
     not what the decision was; every repetition is bounded, so a model cannot loop to its token limit."""
     title = reading.title
-    requirements = ", ".join(f"{r.aspect} requirement: {r.value}" for r in reading.requirements)
+    requirements = ", ".join(f"{r.aspect} requirement: {r.value}" for r in reading.requirements) or "no requirements"
     matches = list(dict.fromkeys(f"ad in {r.aspect}: {title[s:e]}, matches" for r, spans in cited.met
                                  for s, e in spans))
     mismatches = list(dict.fromkeys(f"ad in {r.aspect}: {title[span[0]:span[1]]}, mismatches"
@@ -157,7 +160,8 @@ def decision_grammar(reading: PairReading, cited: Cited) -> str:
              f"items ::= {items}",
              f"judgement ::= {judgement}"]
     if cited.verdict == "Bad":
-        rules.append(f"reason ::= {_alternatives([f'{r.aspect} mismatch' for r, _ in cited.unmet])}")
+        reasons = [f"{r.aspect} mismatch" for r, _ in cited.unmet] or [reason_of(cited)]
+        rules.append(f"reason ::= {_alternatives(reasons)}")
     if matches:
         rules.append(f"match ::= {_alternatives(matches)}")
     if mismatches:
@@ -168,7 +172,7 @@ def decision_grammar(reading: PairReading, cited: Cited) -> str:
 def reason_of(cited: Cited) -> str:
     """The rules writer's reason after ``Bad-``: the first unmet requirement's aspect (the llm writer picks any
     unmet one)."""
-    return f"{cited.unmet[0][0].aspect} mismatch"
+    return f"{cited.unmet[0][0].aspect} mismatch" if cited.unmet else "requirements not met"
 
 
 def unmet_note(cited: Cited) -> str | None:

@@ -146,6 +146,16 @@ def test_the_verdict_is_always_the_students_and_bad_always_names_an_unmet_requir
         assert "not met" not in (result["note"] or "")
 
 
+@pytest.mark.parametrize("query", ["\x00", "\u0301", "\u200b", "\U000e0001"])
+def test_a_query_without_a_word_the_student_reads_is_explained_as_such(client: TestClient, query: str) -> None:
+    """No requirement to cite (the score rests on the special tokens alone): the CoT says so, never a 500."""
+    result = _explain(client, query=query, title=TITLE, counterfactual=True)
+    assert result["cot"].startswith("Thinking: query has no requirements") and result["counterfactual"] is None
+    assert result["verdict"] == result["judgement"] == _score(client, query, {"id": "q", "title": TITLE})["label"]
+    page = client.post("/v1/explain/page", json={"query": query, "items": [{"id": "100001"}]})
+    assert page.status_code == 200 and page.json()["n_explained"] == 1
+
+
 def test_a_page_is_explained_in_order_with_per_item_errors(client: TestClient) -> None:
     items = [{"id": "100002"}, {"id": "unknown-id"}, {"id": "t1", "title": "Simpson Strong-Tie Angle Bracket"},
              {"id": "100001"}]
