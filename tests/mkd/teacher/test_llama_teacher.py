@@ -152,7 +152,7 @@ def test_grounded_decoding_writes_only_values_of_the_pair(teacher_url: str) -> N
         assert all(r.span is not None for r in explanation.query_requirements), result.cot
         assert all(v.span is not None for v in explanation.item_values), result.cot
     unlocated = [v.value for r in free for v in r.parsed.explanation.item_values if v.span is None]
-    assert "bracket dowels" in unlocated  # the shipped adapter, decoding freely (issue 13's example)
+    assert "bracket dowels" in unlocated  # the shipped adapter, decoding freely (the reported example)
     same = [(f, g) for f, g in zip(free, grounded, strict=True) if f.cot == g.cot]
     assert same and all(f.score == pytest.approx(g.score, abs=1e-6) for f, g in same)
 
