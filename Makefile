@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run evaluate-bm25 test test-slow test-faults lint venv proto
+.PHONY: run evaluate-bm25 test test-slow test-faults lint typecheck system-packages venv proto
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,18 @@ evaluate-bm25: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-
-## The default test run (slow tests excluded).
-test: $(STAMP)
-	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+## mypy over the gateway, the shared core and the committee ([tool.mypy] in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## The Debian packages the tests need (prometheus, chromium): installed where possible, else named.
+system-packages:
+	scripts/system-packages
+
+## The default test run (slow tests excluded): lint, layering, types, tests.
+test: $(STAMP) system-packages lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
 test-slow: $(STAMP)

@@ -112,10 +112,10 @@ def _write_variant(student: Student, fp32_graph: Path, directory: Path, precisio
 def evaluate_version(directory: Path, pairs: Path, *, show_progress: bool = False) -> dict[str, Any]:
     """``relevance evaluate`` of an exported version directory (ONNX Runtime only)."""
     from mkd.evaluation.report import run_evaluation
-    from mkd.evaluation.scorers import RepositoryScorer
+    from mkd.scorers import RepositoryScorer
 
     scorer = RepositoryScorer(load_version_directory(directory), show_progress=show_progress)
-    return run_evaluation(pairs, str(directory), None, scorer=scorer, show_progress=show_progress)
+    return run_evaluation(pairs, scorer, model=str(directory))
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -216,14 +216,14 @@ def loadtest(
 def compare(
     out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports/loadtest/compare"),
     work: Annotated[Path, typer.Option(help="Working directory: index, exports, peer environment, logs.")]
-    = Path("runs/loadtest"),
+    = Path("work/loadtest"),
     targets: Annotated[list[str] | None, typer.Option(
         "--target", help="colbert-cached, colbert-titles, cross, infinity (repeat; default all).")] = None,
     items: Annotated[int, typer.Option(help="Items (candidates) per request.")] = 100,
     catalog: Annotated[Path, typer.Option(help="Catalogue TSV.")] = CATALOGUE,
     catalog_limit: Annotated[int, typer.Option(help="Products indexed and used as candidates.")] = 5000,
     cross_checkpoint: Annotated[Path | None, typer.Option(
-        help="Cross-encoder checkpoint (default: runs/*/best of family cross, else /tmp/cross-arch/best).")] = None,
+        help="Cross-encoder checkpoint (default: work/*/best of family cross, else /tmp/cross-arch/best).")] = None,
     cross_precision: Annotated[str, typer.Option(help="ONNX precision of the cross-encoder (the shipped ColBERT's "
                                                      "is int8).")] = "int8",
     cross_threads: Annotated[int, typer.Option(help="ONNX Runtime threads of the cross-encoder server (0 = all).")]
@@ -297,7 +297,7 @@ def _check_steps(factor: float, max_p99_ms: float, max_error_rate: float) -> Non
 
 @loadtest_app.command("setup-peer")
 def setup_peer(
-    venv: Annotated[Path, typer.Option(help="Virtual environment to create.")] = Path("runs/loadtest/peer-venv"),
+    venv: Annotated[Path, typer.Option(help="Virtual environment to create.")] = Path("work/loadtest/peer-venv"),
 ) -> None:
     """Create the peer server's own virtual environment (infinity-emb from loadtest/peer-requirements.txt, torch
     2.13.0 CPU); infinity-emb's pins conflict with the project's, so it cannot live in .venv."""

@@ -7,7 +7,7 @@ load test can measure the cross-encoder path under the same conditions; it is a 
 route. One request's pairs are one ONNX Runtime call; requests take turns on one inference thread (FIFO), as the
 gateway's encoder thread does.
 
-    python -m loadtest.cross_server --repository runs/loadtest/cross-repository --port 8100
+    python -m loadtest.cross_server --repository work/loadtest/cross-repository --port 8100
 """
 
 from __future__ import annotations

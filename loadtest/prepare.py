@@ -33,10 +33,10 @@ def run_step(argv: list[str], console: Console, env: dict[str, str] | None = Non
 
 
 def find_cross_checkpoint(explicit: Path | None) -> Path:
-    """``explicit``, else a trained cross-encoder under runs/ (``*/best/student.json`` of family cross), else the
+    """``explicit``, else a trained cross-encoder under work/ (``*/best/student.json`` of family cross), else the
     throwaway /tmp/cross-arch/best (``relevance train --student cross --max-steps 3 --out /tmp/cross-arch``)."""
     candidates = [explicit] if explicit is not None else [
-        *sorted((REPO_ROOT / "runs").glob("*/best")), Path("/tmp/cross-arch/best")]
+        *sorted((REPO_ROOT / "work").glob("*/best")), Path("/tmp/cross-arch/best")]
     for path in candidates:
         if path is None or not (path / "student.json").is_file():
             continue

@@ -1,1 +1,2 @@
-"""Offline flow: data and splits, the CoT grammar, evaluation, and (later) the teacher, students and MKD."""
+"""The offline side: data and splits, evaluation, the teachers (`teacher`: the LLM; `committee`: the release
+teacher of trained models), CoT annotation, the students and MKD training."""

@@ -28,15 +28,23 @@ def _add_offline_commands() -> None:
     from export.cli import export_app
     from export.index_cli import index
     from loadtest.cli import bench, loadtest_app
-    from mkd.cli import data_app, evaluate
-    from mkd.cot_cli import cot_app
-    from mkd.distill.cli import ablate, train
-    from mkd.teacher.cli import teacher_app
+    from mkd.commands.annotate import annotate
+    from mkd.commands.committee import committee_app
+    from mkd.commands.cot import cot_app
+    from mkd.commands.data import data_app
+    from mkd.commands.evaluate import evaluate
+    from mkd.commands.explanations import evaluate_explanations
+    from mkd.commands.teacher import teacher_app
+    from mkd.commands.train import ablate, train
 
     app.add_typer(data_app, name="data", help="Offline data flow: splits by query, catalogue, unlabeled BM25 pool.")
     app.add_typer(cot_app, name="cot", help="The CoT grammar: parse and render ELLM-rele explanations.")
-    app.add_typer(teacher_app, name="teacher", help="ELLM-rele: CoT annotation (L-LLM endpoints or the local "
-                  "stand-in), SFT, pseudo-labelling.")
+    teacher_app.command("annotate")(annotate)
+    teacher_app.command("evaluate-explanations")(evaluate_explanations)
+    teacher_app.add_typer(committee_app, name="committee", help="The release teacher: a committee of trained models "
+                          "combined on the validation split; its MKD teacher file and the compact scores copy.")
+    app.add_typer(teacher_app, name="teacher", help="The teachers: ELLM-rele (CoT annotation, SFT, labelling, "
+                  "serving, explanation quality) and the release committee.")
     app.add_typer(export_app, name="export", help="Students to ONNX (fp32/fp16/int8), a Triton model repository, "
                   "TensorRT plans.")
     app.command("train", help="Train a student (colbert|cross|sbert|poly) with the MKD losses; label-only without "

@@ -26,7 +26,7 @@ RATING_MIN, RATING_MAX = 1.0, 3.0
 Split = Literal["train", "valid", "test"]
 SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 # Buckets of the stable query hash (0..99): [0, 80) train, [80, 90) valid, [90, 100) test.
-_SPLIT_BOUNDS = ((80, "train"), (90, "valid"), (100, "test"))
+_SPLIT_BOUNDS: tuple[tuple[int, Split], ...] = ((80, "train"), (90, "valid"), (100, "test"))
 
 
 def data_dir() -> Path:
@@ -76,7 +76,7 @@ def normalise_query(query: str) -> str:
 def split_of(query: str) -> Split:
     """Deterministic 80/10/10 split by a stable hash (sha1) of the normalised query."""
     bucket = int.from_bytes(hashlib.sha1(normalise_query(query).encode("utf-8")).digest()[:8], "big") % 100
-    return next(name for bound, name in _SPLIT_BOUNDS if bucket < bound)  # type: ignore[return-value]
+    return next(name for bound, name in _SPLIT_BOUNDS if bucket < bound)
 
 
 def title_uid(title: str) -> str:
@@ -183,6 +183,12 @@ def _clean(field: str) -> str:
     return _FRAMING.sub(" ", field).strip()
 
 
+def _tsv_line(fields: Iterable[object]) -> str:
+    """One line of the project's TSV: fields as they are (quotes, backslashes and any unicode kept; the readers
+    take every character literally, ``QUOTE_NONE``), tabs and newlines inside a field turned into spaces."""
+    return "\t".join(_clean(str(field)) for field in fields) + "\n"
+
+
 def write_pairs(path: str | os.PathLike[str], pairs: Sequence[Pair], extra: dict[str, Sequence[object]] | None = None,
                 ) -> None:
     """Write pairs as TSV with the columns of the vendored file, plus optional extra columns."""
@@ -193,21 +199,20 @@ def write_pairs(path: str | os.PathLike[str], pairs: Sequence[Pair], extra: dict
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, lineterminator="\n")
-        writer.writerow(["id", "query", "product_uid", "product_title", "relevance", *extra])
+        handle.write(_tsv_line(["id", "query", "product_uid", "product_title", "relevance", *extra]))
         for i, pair in enumerate(pairs):
             relevance = "" if pair.relevance is None else f"{pair.relevance:g}"
-            writer.writerow([pair.pair_id, _clean(pair.query), pair.product_uid, _clean(pair.product_title),
-                             relevance, *(values[i] for values in extra.values())])
+            handle.write(_tsv_line([pair.pair_id, pair.query, pair.product_uid, pair.product_title, relevance,
+                                    *(values[i] for values in extra.values())]))
 
 
 def write_catalogue(path: str | os.PathLike[str], catalogue: Sequence[Product]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
-        handle.write("product_uid\tproduct_title\n")
+        handle.write(_tsv_line(["product_uid", "product_title"]))
         for product in catalogue:
-            handle.write(f"{product.product_uid}\t{_clean(product.product_title)}\n")
+            handle.write(_tsv_line([product.product_uid, product.product_title]))
 
 
 def load_catalogue(path: str | os.PathLike[str]) -> list[Product]:

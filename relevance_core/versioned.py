@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def read_json(path: Path, error: type[Exception]) -> Any:
@@ -27,7 +30,7 @@ def load_versioned(cls: type[T], path: Path, version: int, error: type[Exception
         raise error(f"{path}: expected a JSON object")
     if data.get("format_version") != version:
         raise error(f"{path}: unsupported format_version {data.get('format_version')!r}")
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise error(f"{path}: unknown field(s) {', '.join(unknown)}")

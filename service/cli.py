@@ -12,6 +12,7 @@ import typer
 
 if TYPE_CHECKING:
     import uvicorn
+    from fastapi import FastAPI
 
     from relevance_core.teacher.process import TeacherProcess
     from service.settings import Settings
@@ -40,7 +41,7 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port, "model_repository": model_repository,
                                    "model_version": model_version, "grpc_port": grpc_port}.items() if v is not None}
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings.model_validate(overrides)
     except ValidationError as exc:
         raise fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())) \
             from None
@@ -60,13 +61,13 @@ def serve(
             teacher.stop()
 
 
-def uvicorn_config(app: object, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
+def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
     """uvicorn (uvloop, httptools) with the connection bound (``max_connections``: beyond it, 503 at once), the
     keep-alive timeout, and a deadline for the request headers (``request_read_timeout_s``; the body's deadline is
     the gateway middleware's)."""
     import uvicorn
 
-    return uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",  # type: ignore[arg-type]
+    return uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
                           http=header_timeout_protocol(settings.request_read_timeout_s), access_log=False,
                           log_level=log_level, timeout_graceful_shutdown=10, limit_concurrency=settings.max_connections,
                           timeout_keep_alive=max(1, round(settings.keep_alive_s)))
@@ -94,8 +95,8 @@ def header_timeout_protocol(timeout_s: float) -> type:
             if not self.transport.is_closing():
                 self.transport.close()
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]  # uvicorn's protocol narrows BaseProtocol's
             self._arm()
 
         def on_message_begin(self) -> None:

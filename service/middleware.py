@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.handlers.errors import ApiError, Kind, http_status
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -95,23 +96,16 @@ class Admission:
         self.metrics.in_flight.set(self.active)
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers or {}
-
-
 class _Gone(Exception):
     """The client disconnected."""
 
 
-async def reply(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-    """A JSON ``{"detail": ...}`` response (the API's Problem body)."""
+async def reply(send: Send, error: ApiError) -> None:
+    """The error's response as the API's exception handler writes it (`http_status`: one mapping)."""
+    status, detail, headers = http_status(error)
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
@@ -133,7 +127,7 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        state = {"status": 500, "finished": False}
+        state: dict[str, object] = {"status": 500, "finished": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -145,8 +139,8 @@ class GatewayMiddleware:
         path = scope.get("path", "")
         try:
             await self._handle(scope, receive, send_wrapper, path, state)
-        except _Refused as refused:
-            await reply(send_wrapper, refused.status, refused.detail, refused.headers)
+        except ApiError as refused:
+            await reply(send_wrapper, refused)
         except _Gone:
             state["status"] = CLIENT_GONE
         route = scope.get("route")
@@ -158,7 +152,7 @@ class GatewayMiddleware:
     async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, state: dict[str, object]) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            raise _Refused(413, f"request body larger than {self.limit} bytes", {"connection": "close"})
+            raise self._too_large()
         body = await self._read_body(receive)
         if path not in ADMITTED_PATHS:
             await self.app(scope, _replay(body, receive), send)
@@ -173,11 +167,11 @@ class GatewayMiddleware:
                 raise _Gone
             if reason is not None:
                 self.metrics.shed.labels(reason).inc()
-                raise _Refused(429, f"overloaded ({reason.replace('_', ' ')}); retry after {RETRY_AFTER_S} s",
-                               {"retry-after": str(RETRY_AFTER_S)})
+                raise ApiError(Kind.OVERLOADED, f"overloaded ({reason.replace('_', ' ')}); retry after "
+                               f"{RETRY_AFTER_S} s", retry_after_s=RETRY_AFTER_S)
             admitted = time.perf_counter()
             try:
-                task = loop.create_task(self.app(scope, _replay(body, _wait_for(gone)), send))
+                task = asyncio.ensure_future(self.app(scope, _replay(body, _wait_for(gone)), send))
                 await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
                 if not task.done():  # the client left: stop its work
                     task.cancel()
@@ -203,13 +197,16 @@ class GatewayMiddleware:
                     chunk = message.get("body", b"")
                     received += len(chunk)
                     if received > self.limit:
-                        raise _Refused(413, f"request body larger than {self.limit} bytes", {"connection": "close"})
+                        raise self._too_large()
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         return b"".join(chunks)
         except TimeoutError:
-            raise _Refused(408, f"request body not received within {self.read_timeout_s:g} s",
-                           {"connection": "close"}) from None
+            raise ApiError(Kind.READ_TIMEOUT, f"request body not received within {self.read_timeout_s:g} s",
+                           close_connection=True) from None
+
+    def _too_large(self) -> ApiError:
+        return ApiError(Kind.TOO_LARGE, f"request body larger than {self.limit} bytes", close_connection=True)
 
     @staticmethod
     async def _watch(receive: Receive, gone: asyncio.Future[None], state: dict[str, object]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from mkd.distill.losses import default_lambdas
 from mkd.evaluation.report import run_evaluation
+from mkd.students.scoring import CheckpointScorer
 
 METRICS = ("roc_auc", "neg_pr_auc", "ndcg10")
 
@@ -63,7 +64,8 @@ def run_ablation(family: str, *, train_pairs: Path, valid_pairs: Path, test_pair
         if not report_path.is_file():
             record = run_training(family, train_pairs, valid_pairs, teacher if variant.teacher else None,
                                   out_dir=directory, lambdas=variant.lambdas, resume=True, **train_settings)
-            run_evaluation(test_pairs, str(directory / BEST_DIR), directory / "test")
+            best = str(directory / BEST_DIR)
+            run_evaluation(test_pairs, CheckpointScorer(best), directory / "test", model=best)
             (directory / "variant.json").write_text(json.dumps({"variant": variant.name, "steps": record[
                 "total_steps"], "examples": record["examples"], "seconds": record["seconds"]}, indent=2) + "\n")
         report = json.loads(report_path.read_text())

@@ -13,7 +13,7 @@ import numpy as np
 
 from mkd.evaluation.longtail import LongTail
 from mkd.evaluation.metrics import compute_metrics
-from mkd.evaluation.scorers import PairScorer, load_scorer
+from mkd.evaluation.scorer import PairScorer
 from relevance_core.data import Pair, default_pairs_path, load_pairs, split_pairs, write_pairs
 
 
@@ -67,30 +67,33 @@ def write_plots(out: Path, good: np.ndarray, scores: np.ndarray, tail_mask: np.n
     return paths
 
 
-def run_evaluation(pairs_path: Path, model: str, out: Path | None = None, *, long_tail_min_queries: int = 3,
-                   show_progress: bool = True, scorer: PairScorer | None = None, version: int | None = None,
-                   model_name: str | None = None) -> dict[str, Any]:
-    """Evaluate ``model`` on ``pairs_path``; returns the JSON-ready report (also written under ``out``)."""
-    # resolve the model first, so a bad --model fails fast
-    scorer = scorer or load_scorer(model, version=version, model_name=model_name, show_progress=show_progress)
+def run_evaluation(pairs_path: Path, scorer: PairScorer, out: Path | None = None, *, model: str | None = None,
+                   long_tail_min_queries: int = 3) -> dict[str, Any]:
+    """Score ``pairs_path`` with ``scorer`` (``model``: the spec it was loaded from, for the report); returns the
+    JSON-ready report, also written under ``out``. The per-pair scores are written first, so an error in the
+    metrics or the plots never loses them."""
+    model = model or scorer.name
     pairs = load_pairs(pairs_path)
     started = time.perf_counter()
     scores = np.asarray(scorer.score(pairs), dtype=np.float64)
     seconds = time.perf_counter() - started
     if scores.shape != (len(pairs),):
         raise RuntimeError(f"model {model!r} returned {scores.shape} scores for {len(pairs)} pairs")
-    report, mask = evaluate_scores(pairs, scores, reference_long_tail(long_tail_min_queries))
+    long_tail = reference_long_tail(long_tail_min_queries)
+    mask = np.array([long_tail.is_long_tail(p.query) for p in pairs], dtype=bool)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_pairs(out / "scores.tsv", pairs, extra={"score": [f"{s:.6g}" for s in scores],
+                                                      "long_tail": [int(m) for m in mask]})
+    report, _ = evaluate_scores(pairs, scores, long_tail)
     report = {"model": model, "scorer": scorer.name, "pairs": str(pairs_path), **report,
               "scoring_seconds": round(seconds, 3), "pairs_per_second": round(len(pairs) / max(seconds, 1e-9), 1)}
     if hasattr(scorer, "unscored"):  # the teacher: pairs without a readable judgement (scored 0.5)
         report["unscored"] = scorer.unscored
     for name, alternative in getattr(scorer, "alternatives", {}).items():  # the teacher's other eq. 4
-        metrics, _ = evaluate_scores(pairs, alternative, reference_long_tail(long_tail_min_queries))
+        metrics, _ = evaluate_scores(pairs, alternative, long_tail)
         report.setdefault("alternatives", {})[name] = {k: metrics[k] for k in ("roc_auc", "neg_pr_auc", "ndcg10")}
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_pairs(out / "scores.tsv", pairs, extra={"score": [f"{s:.6g}" for s in scores],
-                                                      "long_tail": [int(m) for m in mask]})
         good = np.array([pair.good for pair in pairs], dtype=bool)
         report["plots"] = [str(p) for p in write_plots(out, good, scores, mask, title=model)]
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -1,5 +1,5 @@
 """Scoring with a student: batched p(Good) for (query, title) pairs, and the checkpoint scorer behind
-``relevance evaluate --model CHECKPOINT_DIR`` (the :class:`mkd.evaluation.scorers.PairScorer` protocol)."""
+``relevance evaluate --model CHECKPOINT_DIR`` (the :class:`mkd.scorers.PairScorer` protocol)."""
 
 from __future__ import annotations
 

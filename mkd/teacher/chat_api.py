@@ -1,5 +1,5 @@
 """The slice of the OpenAI chat-completions API that the local teacher servers (`mkd.teacher.llama_server`, the
-llama.cpp engine, and `mkd.teacher.server`, the torch one) serve: P_LLM in, the greedy CoT out with ``logprobs``
+llama.cpp engine, and `mkd.teacher.torch_server`, the torch one) serve: P_LLM in, the greedy CoT out with ``logprobs``
 and ``top_logprobs``, which is what `relevance_core.teacher.openai_client.TeacherClient` reads (as it reads vLLM).
 
 Only the teacher prompt is served: the system turn must be ELLM-rele's S (both servers hold its KV state

@@ -3,7 +3,7 @@ train split, the unlabeled pool) and writes the teacher file the MKD trainer rea
 JSON object per pair with the CoT, p(Good), p(Bad), the eq. 4 score (null with a ``score_reason`` when no
 judgement could be read) and the pair's ``relevance`` when it has one.
 
-Two backends: in-process (`mkd.teacher.local.LocalTeacher`, batched greedy generation) or an OpenAI-compatible
+Two backends: in-process (`mkd.teacher.torch_teacher.LocalTeacher`, batched greedy generation) or an OpenAI-compatible
 endpoint (`mkd.teacher.TeacherClient`, concurrent requests). Rows are appended as batches finish, so a run
 resumes where it stopped.
 """

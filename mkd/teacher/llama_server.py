@@ -7,8 +7,8 @@ GGUF LoRA adapter (`mkd.teacher.gguf_adapter`), applied by llama.cpp at run time
 
 - **The system prompt is evaluated once.** S is ~960 of P_LLM's ~1,000 tokens and the same for every pair; its KV
   state is computed at start-up and every request evaluates only its pair text (Q + T, ~30 tokens) on top of it,
-  then generates. S is evaluated with the adapter *off*, as SFT trained it (`mkd.teacher.local.PrefixCache`): the
-  adapter reads S through the base model's KV state.
+  then generates. S is evaluated with the adapter *off*, as SFT trained it
+  (`mkd.teacher.torch_teacher.PrefixCache`): the adapter reads S through the base model's KV state.
 - **Logprobs are read while decoding.** Greedy decoding takes the argmax of each step's logits; the chosen token's
   log-probability and the top ``top_logprobs`` alternatives come from the same logits (a log-softmax over the
   vocabulary), so the judgement position needs no second pass.

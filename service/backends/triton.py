@@ -35,7 +35,7 @@ class TritonBackend:
         if protocol == "grpc":
             import tritonclient.grpc as module
         else:
-            import tritonclient.http as module  # type: ignore[no-redef]
+            import tritonclient.http as module
         self._module: Any = module
         self._timeout: dict[str, Any] = {"client_timeout": timeout_s} if protocol == "grpc" else {}
         self._local = threading.local()  # HTTP: one client per calling thread

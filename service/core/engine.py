@@ -157,8 +157,8 @@ class ScoringEngine:
             self.metrics.stage.labels("encode_items").observe(time.perf_counter() - started)
             if cache is not None:
                 cache.update(encoded)
-            out = [got if got is not None else encoded[t] for t, got in zip(titles, out, strict=True)]
-        return out  # type: ignore[return-value]
+            return [got if got is not None else encoded[t] for t, got in zip(titles, out, strict=True)]
+        return [got for got in out if got is not None]  # every title was cached
 
     # --- items ------------------------------------------------------------------------------------------------
     async def fetch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int], str | None]:
@@ -186,7 +186,7 @@ class ScoringEngine:
         position in ``items``, and per-item results carrying the source or the error."""
         timings: dict[str, float] = {}
         results = [ItemResult(item.id) for item in items]
-        batch, slots, store_error = ItemBatch.empty(), [], None
+        batch, slots, store_error = ItemBatch.empty(), list[int](), None
         if use_store:
             started = time.perf_counter()
             batch, slots, store_error = await self.fetch([item.id for item in items])
@@ -195,10 +195,11 @@ class ScoringEngine:
             results[slot].source = "store"
         found = set(slots)
         missing = [k for k in range(len(items)) if k not in found]
-        with_title = [k for k in missing if items[k].title and self.settings.encode_missing]
+        titles = {k: title for k in missing if (title := items[k].title) and self.settings.encode_missing}
+        with_title = list(titles)
         if with_title:
             started = time.perf_counter()
-            encoded = await self.encode_titles([items[k].title for k in with_title])  # type: ignore[misc]
+            encoded = await self.encode_titles(list(titles.values()))
             timings["encode_items"] = _ms(time.perf_counter() - started)
             batch = ItemBatch.concat([batch, ItemBatch.of(encoded, self.model.meta.dim)], self.model.meta.dim)
             slots = [*slots, *with_title]

@@ -30,7 +30,13 @@ class Encoded:
         """The arrays an ONNX graph with inputs ``names`` takes."""
         values = {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
                   "token_type_ids": self.token_type_ids}
-        return {name: values[name] for name in names}  # type: ignore[misc]
+        feed: dict[str, np.ndarray] = {}
+        for name in names:
+            value = values[name]
+            if value is None:
+                raise ValueError(f"the graph takes {name}, which this tokenizer does not produce")
+            feed[name] = value
+        return feed
 
 
 def _pad(rows: list[list[int]], pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -56,14 +57,15 @@ class RelevanceService(pb_grpc.RelevanceServicer):
     async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
         async def work() -> pb.ScoreResponse:
             items = [ItemInput(it.id, it.title if it.HasField("title") else None) for it in request.items]
-            payload = await self.handlers.score(request.query, items, evidence=request.evidence)
+            scored = await self.handlers.score(request.query, items, evidence=request.evidence)
             return pb.ScoreResponse(
-                model_version=payload["model_version"], n_scored=payload["n_scored"], n_errors=payload["n_errors"],
-                timings_ms=payload["timings_ms"],
-                scores=[pb.ItemScore(id=s["id"], score=s.get("score"), label=s.get("label", ""),
-                                     source=s.get("source", ""), error=s.get("error", ""),
-                                     evidence=[pb.Evidence(**e) for e in s.get("evidence", ())])
-                        for s in payload["scores"]])
+                model_version=scored.model_version, n_scored=scored.n_scored, n_errors=scored.n_errors,
+                timings_ms=scored.timings_ms,
+                scores=[pb.ItemScore(id=s.id, score=s.score, label=s.label or "", source=s.source or "",
+                                     error=s.error or "",
+                                     evidence=[pb.Evidence(query_token=m.query_token, title_token=m.title_token,
+                                                           similarity=m.similarity) for m in s.evidence or ()])
+                        for s in scored.items])
 
         return await self._call("Score", context, work)
 
@@ -101,9 +103,9 @@ class RelevanceService(pb_grpc.RelevanceServicer):
         return await self._call("ExplainPage", context, work)
 
 
-def _optional(message: object, field: str) -> str | None:
+def _optional(message: Message, field: str) -> str | None:
     """An optional string field of a request message: its value, or None when unset."""
-    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+    return getattr(message, field) if message.HasField(field) else None
 
 
 def _span(span: tuple[int, int] | None) -> pb.Span | None:
@@ -115,7 +117,8 @@ def explain_message(result: ExplainResult) -> pb.ExplainResponse:
     return pb.ExplainResponse(
         query=result.query, title=result.title, cot=result.cot, judgement=result.judgement, reason=result.reason,
         aspects=[pb.AspectEvidence(aspect=a.aspect, query_value=a.query_value, query_span=_span(a.query_span),
-                                   item_value=a.item_value, item_span=_span(a.item_span), matches=a.matches)
+                                   item_value=a.item_value, item_span=_span(a.item_span),
+                                   **({} if a.matches is None else {"matches": a.matches}))
                  for a in result.aspects],
         note=result.note, score=result.score, p_good=result.p_good, p_bad=result.p_bad,
         normalisation=result.normalisation or "", score_reason=result.score_reason, parse_ok=result.parse_ok,

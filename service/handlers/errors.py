@@ -17,7 +17,9 @@ class Kind(Enum):
     PERMISSION_DENIED = "permission_denied"  # an unknown API key
     INVALID_ARGUMENT = "invalid_argument"  # a field breaks a limit; ``field`` names it
     NOT_FOUND = "not_found"  # the request names something the gateway does not know (an item id); ``field`` names it
-    OVERLOADED = "overloaded"  # the encoder queue is full: retry soon
+    OVERLOADED = "overloaded"  # shed by admission control, or the encoder queue is full: retry after retry_after_s
+    TOO_LARGE = "too_large"  # the request body is over the byte limit
+    READ_TIMEOUT = "read_timeout"  # the request body did not arrive in time
     UNAVAILABLE = "unavailable"  # a dependency (model, store, teacher) is not there now
     UPSTREAM_ERROR = "upstream_error"  # a dependency answered with an error (the teacher)
 
@@ -33,6 +35,8 @@ class ApiError(Exception):
     field: tuple[str | int, ...] = ()
     retry_after_s: float | None = None
     error_type: str = "too_long"
+    close_connection: bool = False
+    """HTTP: answer with ``Connection: close`` (a body that was not, or not wholly, read)."""
 
     def __str__(self) -> str:
         return self.message
@@ -47,8 +51,10 @@ class ApiError(Exception):
 
 
 HTTP_STATUS: dict[Kind, int] = {Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 422,
-                                Kind.NOT_FOUND: 404,
-                                Kind.OVERLOADED: 503, Kind.UNAVAILABLE: 503, Kind.UPSTREAM_ERROR: 502}
+                                Kind.NOT_FOUND: 404, Kind.OVERLOADED: 429, Kind.TOO_LARGE: 413,
+                                Kind.READ_TIMEOUT: 408, Kind.UNAVAILABLE: 503, Kind.UPSTREAM_ERROR: 502}
+"""Overload is one status, 429 with ``Retry-After``, whichever bound refused the request; 503 means a dependency
+(the model, the store, the teacher) is not there now."""
 
 
 def http_status(error: ApiError) -> tuple[int, object, dict[str, str]]:
@@ -59,6 +65,8 @@ def http_status(error: ApiError) -> tuple[int, object, dict[str, str]]:
         headers["WWW-Authenticate"] = "Bearer"
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
+    if error.close_connection:
+        headers["Connection"] = "close"
     if error.kind is Kind.INVALID_ARGUMENT:
         return 422, [{"type": error.error_type, "loc": ["body", *error.field], "msg": error.message}], headers
     return HTTP_STATUS[error.kind], error.message, headers
@@ -73,6 +81,8 @@ def grpc_status(error: ApiError) -> tuple[grpc.StatusCode, str]:
              Kind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
              Kind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
              Kind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+             Kind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+             Kind.READ_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
              Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
              Kind.UPSTREAM_ERROR: grpc.StatusCode.UNAVAILABLE}
     details = f"{error.field_path}: {error.message}" if error.field else error.message

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from relevance_core.cot import judgement_of
 from service.core.batching import Overloaded
-from service.core.engine import ItemInput, ScoringEngine
+from service.core.engine import ItemInput, Match, ScoringEngine
 from service.handlers.errors import ApiError, Kind
 from service.handlers.limits import check_count, check_item, check_query, check_text
 from service.settings import Settings
@@ -43,6 +43,57 @@ class Ranked:
     timings_ms: dict[str, float]
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    """One item of a score: ``score`` and ``label`` (Good/Bad at the threshold) when scored, else ``error``;
+    ``source``: where its embeddings came from; ``evidence`` when asked for."""
+
+    id: str
+    score: float | None
+    label: Literal["Good", "Bad"] | None
+    source: Literal["store", "title"] | None
+    error: str | None
+    evidence: list[Match] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """``ItemScore``'s fields, those set only."""
+        entry: dict[str, Any] = {"id": self.id}
+        if self.score is not None:
+            entry["score"] = self.score
+            entry["label"] = self.label
+        if self.source is not None:
+            entry["source"] = self.source
+        if self.error is not None:
+            entry["error"] = self.error
+        if self.evidence is not None:
+            entry["evidence"] = [{"query_token": m.query_token, "title_token": m.title_token,
+                                  "similarity": m.similarity} for m in self.evidence]
+        return entry
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A score's outcome, items in request order."""
+
+    model_version: str
+    items: list[ScoredItem]
+    timings_ms: dict[str, float]
+
+    @property
+    def n_scored(self) -> int:
+        return sum(1 for item in self.items if item.score is not None)
+
+    @property
+    def n_errors(self) -> int:
+        return len(self.items) - self.n_scored
+
+    def to_json(self) -> dict[str, Any]:
+        """``ScoreResponse`` as plain data. Built by hand: re-validating 100 items per request through the
+        response model costs more than the scoring."""
+        return {"model_version": self.model_version, "scores": [item.to_json() for item in self.items],
+                "n_scored": self.n_scored, "n_errors": self.n_errors, "timings_ms": self.timings_ms}
+
+
 class ScoreHandler:
     """``score``: calibrated p(Good) per item in request order, Good/Bad at ``good_threshold``, per-item errors.
     ``shadow``: the shadow teacher's sampler, offered each scored request (it never waits; `service.shadow`)."""
@@ -59,10 +110,7 @@ class ScoreHandler:
         for i, item in enumerate(items):
             check_item(item.id, item.title, i, self.settings)
 
-    async def __call__(self, query: str, items: Sequence[ItemInput], *, evidence: bool = False) -> dict[str, Any]:
-        """The response body as plain data (``ScoreResponse``'s fields; ``score``, ``label``, ``source``,
-        ``error`` and ``evidence`` present only when set). Built by hand: re-validating 100 items per request
-        through the response model costs more than the scoring."""
+    async def __call__(self, query: str, items: Sequence[ItemInput], *, evidence: bool = False) -> Scored:
         self.validate(query, items)
         engine = current_engine(self.engine)
         try:
@@ -73,23 +121,9 @@ class ScoreHandler:
         if shadow is not None:
             shadow.offer(query, [(item.id, item.title) for item in items], [r.score for r in outcome.items])
         threshold = self.settings.good_threshold
-        scores: list[dict[str, Any]] = []
-        for result in outcome.items:
-            entry: dict[str, Any] = {"id": result.id}
-            if result.score is not None:
-                entry["score"] = result.score
-                entry["label"] = judgement_of(result.score, threshold)
-            if result.source is not None:
-                entry["source"] = result.source
-            if result.error is not None:
-                entry["error"] = result.error
-            if result.evidence is not None:
-                entry["evidence"] = [{"query_token": m.query_token, "title_token": m.title_token,
-                                      "similarity": m.similarity} for m in result.evidence]
-            scores.append(entry)
-        n_scored = sum(1 for s in scores if "score" in s)
-        return {"model_version": engine.model_version, "scores": scores, "n_scored": n_scored,
-                "n_errors": len(scores) - n_scored, "timings_ms": outcome.timings_ms}
+        return Scored(engine.model_version, [
+            ScoredItem(r.id, r.score, None if r.score is None else judgement_of(r.score, threshold), r.source,
+                       r.error, r.evidence) for r in outcome.items], outcome.timings_ms)
 
 
 class RerankHandler:

@@ -40,7 +40,7 @@ import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import faiss
 import numpy as np
@@ -147,7 +147,7 @@ class TokenCodec:
             return cls.float32(dim)
         try:
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8, offset=_CODEC_HEADER.size))
-            return cls("sq8", dim, index)
+            return cls("sq8", dim, cast(faiss.IndexScalarQuantizer, index))  # faiss returns the concrete class
         except (RuntimeError, ValueError, AttributeError) as exc:
             raise StoreError(f"corrupt codec: not a {dim}-d 8-bit FAISS scalar quantiser: {exc}") from None
 

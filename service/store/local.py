@@ -413,9 +413,9 @@ class LocalItemStore:
         np.save(path / "offsets.npy", offsets)
         (path / "codec.bin").write_bytes(codec.to_bytes())
         ids = ([] if base is None else [base.ids[r] for r in kept.tolist()]) + list(overlay)
-        index = {"format": FORMAT, "model_version": self.model_version, "codec": codec.name, "items": len(ids),
-                 "tokens": tokens, "ids": ids}
-        (path / "index.json").write_text(json.dumps(index), encoding="utf-8")
+        manifest = {"format": FORMAT, "model_version": self.model_version, "codec": codec.name, "items": len(ids),
+                    "tokens": tokens, "ids": ids}
+        (path / "index.json").write_text(json.dumps(manifest), encoding="utf-8")
         for name in os.listdir(path):
             _fsync(path / name)
         _fsync(path)

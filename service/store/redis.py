@@ -53,6 +53,14 @@ def connect(url: str, *, timeout_s: float = 2.0, retries: int = 1) -> redis.Redi
         raise StoreError(f"redis {_display_url(url)}: bad URL: {exc}") from None
 
 
+def _raw(value: bytes | str | None) -> bytes | None:
+    """A reply as the bytes it is: `connect`'s clients never decode replies, though redis-py types every reply
+    ``bytes | str``."""
+    if isinstance(value, str):
+        raise StoreError("redis returned text where bytes were expected (a client with decode_responses on)")
+    return value
+
+
 def active_key(namespace: str) -> str:
     return f"{namespace}:active"
 
@@ -66,7 +74,8 @@ def active_version(url: str, namespace: str) -> str | None:
         raise StoreError(f"redis {_display_url(url)}: cannot read {active_key(namespace)}: {exc}") from None
     finally:
         client.close()
-    return None if value is None else value.decode()
+    raw = _raw(value)
+    return None if raw is None else raw.decode()
 
 
 class RedisItemStore:
@@ -103,7 +112,8 @@ class RedisItemStore:
                 data = self._client.get(self._codec_key)
             except redis.RedisError as exc:
                 raise self._error("read the codec", exc) from None
-            self._codec = None if data is None else TokenCodec.from_bytes(data)
+            raw = _raw(data)
+            self._codec = None if raw is None else TokenCodec.from_bytes(raw)
         return self._codec
 
     def _mget(self, ids: Sequence[str]) -> tuple[TokenCodec | None, list[bytes | None]]:
@@ -111,7 +121,7 @@ class RedisItemStore:
         keys = [self.key(i) for i in ids]
         fetch_codec = self._codec is None
         try:
-            values = self._client.mget([self._codec_key, *keys] if fetch_codec else keys)
+            values = [_raw(v) for v in self._client.mget([self._codec_key, *keys] if fetch_codec else keys)]
         except redis.RedisError as exc:
             raise self._error(f"MGET of {len(keys)} items", exc) from None
         if fetch_codec:
@@ -133,7 +143,7 @@ class RedisItemStore:
             codec, values = self._mget(ids)
             slots = [slot for slot, value in enumerate(values) if value is not None]
             if codec is not None and slots:
-                return codec.decode_batch(codec.unpack([values[slot] for slot in slots])), slots  # type: ignore[misc]
+                return codec.decode_batch(codec.unpack([v for v in values if v is not None])), slots
         return ItemBatch.empty(), []
 
     def set_codec(self, codec: TokenCodec) -> TokenCodec:
@@ -182,7 +192,7 @@ class RedisItemStore:
         try:
             for begin in range(0, len(ids), _IDS_PER_CHECK):
                 chunk = ids[begin : begin + _IDS_PER_CHECK]
-                present = self._client.smismember(self._ids_key, chunk)
+                present = self._client.smismember(self._ids_key, list(chunk))
                 out.extend(i for i, here in zip(chunk, present, strict=True) if not here)
         except redis.RedisError as exc:
             raise self._error(f"check {len(ids)} ids", exc) from None

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from export.repository import BatchingOptions, ExportError, export_triton, export_variants, training_command
 from export.triton import read_config
-from mkd.evaluation.scorers import UnknownModelError, load_scorer
+from mkd.scorers import UnknownModelError, load_scorer
 from mkd.students import PairExample, StudentCollator
 from mkd.students.scoring import predict_p_good
 from relevance.cli import app
@@ -142,8 +142,9 @@ def test_evaluate_scores_a_repository_version_without_torch(repository: Path, sm
         "import json, sys\n"
         "from pathlib import Path\n"
         "from mkd.evaluation.report import run_evaluation\n"
-        f"report = run_evaluation(Path({str(small_pairs)!r}), {str(repository)!r}, None, show_progress=False, "
-        "version=1)\n"
+        "from mkd.scorers import load_scorer\n"
+        f"scorer = load_scorer({str(repository)!r}, version=1, show_progress=False)\n"
+        f"report = run_evaluation(Path({str(small_pairs)!r}), scorer)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'transformers' not in sys.modules, 'transformers was imported'\n"
         "print(json.dumps(report))\n"
@@ -205,9 +206,9 @@ def test_training_command_names_every_setting_that_changes_what_is_learnt() -> N
                          "head_lr": 1e-3, "seed": 0, "lambdas": [1.0, 0.01, 0.5], "temperature": 2.0,
                          "graded_weight": 0.0, "labelled_teacher": False, "layers": 3, "train_sample": None,
                          "pool_sample": 100000},
-              "data": {"teacher": {"path": "runs/teacher.jsonl"}}, "best": {"checkpoint": "runs/v2/best"}}
+              "data": {"teacher": {"path": "work/teacher.jsonl"}}, "best": {"checkpoint": "work/v2/best"}}
     words = training_command(record).split()
-    assert words[words.index("--teacher") + 1] == "runs/teacher.jsonl"
+    assert words[words.index("--teacher") + 1] == "work/teacher.jsonl"
     assert "--no-teacher-labelled" in words and "--train-sample" not in words and "--temperature" not in words
     assert words[words.index("--layers") + 1] == "3" and words[words.index("--pool-sample") + 1] == "100000"
-    assert words[-2:] == ["--out", "runs/v2"]
+    assert words[-2:] == ["--out", "work/v2"]

@@ -54,7 +54,7 @@ def test_it_scores_the_test_split_as_recorded_without_torch(number: int) -> None
         "import numpy as np\n"
         "from sklearn.metrics import roc_auc_score\n"
         "from relevance_core.data import default_pairs_path, load_pairs, split_pairs\n"
-        "from mkd.evaluation.scorers import load_scorer\n"
+        "from mkd.scorers import load_scorer\n"
         "test = split_pairs(load_pairs(default_pairs_path()))['test']\n"
         f"scores = load_scorer({str(REPOSITORY)!r}, version={number}, show_progress=False).score(test)\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"

@@ -53,7 +53,7 @@ def _summary() -> dict[str, Any]:
     return {"command": "relevance loadtest compare", "settings": asdict(CompareSettings()),
             "machine": {"nproc": 2, "cpu_model": "cpu", "memory_gib": 8.0, "loadavg_1_5_15": [2.0, 1.0, 1.0]},
             "machine_shared": True, "common_fixed_rps": 1.0, "targets": results, "ratios": ratios(results),
-            "cross_checkpoint": {"path": "runs/cross/best", "steps": 3},
+            "cross_checkpoint": {"path": "work/cross/best", "steps": 3},
             "hf_export": {"pooler": "an identity pooler", "parity_max_abs_logit_diff": 1e-6,
                           "model_max_length": 48},
             "versions": {"onnxruntime": "1"}}

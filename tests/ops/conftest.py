@@ -1,5 +1,5 @@
 """Fixtures of the operations tests: the real gateway over HTTP (uvicorn in a thread, the tiny exported ColBERT,
-ONNX Runtime in-process, an empty local store), as tests/service/test_openapi_fuzz.py runs it."""
+ONNX Runtime in-process, an empty local store), as tests/service/api/test_openapi_fuzz.py runs it."""
 
 from __future__ import annotations
 

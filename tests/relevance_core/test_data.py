@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relevance_core.data import (
     Pair,
     PairsFileError,
+    Product,
     build_catalogue,
     load_catalogue,
     load_pairs,
@@ -134,3 +138,30 @@ def test_write_pairs_round_trips_and_keeps_tsv_framing(tmp_path: Path) -> None:
     assert [(p.query, p.product_title, p.relevance, p.product_uid, p.pair_id) for p in loaded] == [
         ("angle bracket", "Simpson Angle", 2.33, "100001", "7"), ("q", "t", None, "2", "8")]
     assert Counter(len(line.split("\t")) for line in path.read_text().splitlines()) == {6: 3}
+
+
+# a title or query as the loader keeps it: no tab or line break inside, no surrounding whitespace, not empty
+_FIELD = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"), min_size=1,
+                 max_size=40).map(str.strip).filter(bool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(_FIELD, _FIELD), min_size=1, max_size=5))
+def test_any_title_round_trips_through_write_pairs_and_load_pairs(rows: list[tuple[str, str]]) -> None:
+    """Quotes (the ESCI titles' `18"`), backslashes, unicode: what is written reads back unchanged."""
+    pairs = [Pair(query, title, 3.0, str(i), str(i)) for i, (query, title) in enumerate(rows)]
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "pairs.tsv"
+        write_pairs(path, pairs, extra={"note": [f'"{q}\\' for q, _ in rows]})
+        assert [(p.query, p.product_title) for p in load_pairs(path)] == rows
+        write_catalogue(path, [Product(str(i), title) for i, (_, title) in enumerate(rows)])
+        assert [p.product_title for p in load_catalogue(path)] == [title for _, title in rows]
+
+
+def test_quotes_tabs_backslashes_and_unicode_survive(tmp_path: Path) -> None:
+    pairs = [Pair('14k gold necklace 18"', 'Gold Chain Necklace for Women Girls, 18"', 3.0, "1", "1"),
+             Pair("c:\\path \"quoted\"", "Ünïcödé\ttabbed \\ title 🙂", 1.0, "2", "2")]
+    write_pairs(tmp_path / "p.tsv", pairs)
+    assert [(p.query, p.product_title) for p in load_pairs(tmp_path / "p.tsv")] == [
+        ('14k gold necklace 18"', 'Gold Chain Necklace for Women Girls, 18"'),
+        ("c:\\path \"quoted\"", "Ünïcödé tabbed \\ title 🙂")]

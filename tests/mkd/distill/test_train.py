@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from mkd.distill.cli import train as train_command
+from mkd.commands.train import train as train_command
 from mkd.distill.train import BEST_DIR, RECORD_FILE, train
 from mkd.students import load_student
 from mkd.students.scoring import CheckpointScorer

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from mkd.evaluation.scorers import BM25Scorer
+from mkd.scorers import BM25Scorer
 from relevance.cli import app
 from relevance_core.data import Pair
 
@@ -52,6 +52,33 @@ def test_evaluate_prints_json_last_and_writes_report(write_tsv, tmp_path: Path) 
     scores = np.loadtxt(out / "scores.tsv", delimiter="\t", skiprows=1, usecols=5)
     ratings = np.loadtxt(out / "scores.tsv", delimiter="\t", skiprows=1, usecols=4)
     assert report["roc_auc"] == pytest.approx(roc_auc_score(ratings > 2.0, scores), abs=1e-5)
+
+
+def test_titles_with_quotes_are_scored_and_written(write_tsv, tmp_path: Path) -> None:
+    """Amazon ESCI titles end in a double quote (`18"`): the per-pair scores file keeps them as they were."""
+    rows = [r.replace("Angle Bracket", 'Angle Bracket 18"').replace("Deck Stain", 'Deck "Stain" \\ 1') for r in ROWS]
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["evaluate", "--pairs", str(write_tsv(rows, header=HEADER)), "--model",
+                                      "bm25", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    titles = [line.split("\t")[3] for line in (out / "scores.tsv").read_text().splitlines()[1:]]
+    assert titles == [r.split("\t")[1] for r in rows]
+
+
+def test_a_report_error_never_loses_the_scores(write_tsv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault injected (a fake: a plotting failure cannot be caused otherwise) after scoring: the per-pair
+    scores are already on disk."""
+    import mkd.evaluation.report as report
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the plotting backend failed")
+
+    monkeypatch.setattr(report, "write_plots", broken)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["evaluate", "--pairs", str(write_tsv(ROWS, header=HEADER)), "--model",
+                                      "bm25", "--out", str(out)])
+    assert result.exit_code != 0
+    assert len((out / "scores.tsv").read_text().splitlines()) == len(ROWS) + 1
 
 
 def test_evaluate_reports_bad_input_without_traceback(write_tsv) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mkd.teacher import TeacherClient, TeacherResult, annotation_messages
-from relevance_core.teacher.prompt import ChatMessage
+from relevance_core.teacher.openai_client import TeacherClient, TeacherResult
+from relevance_core.teacher.prompt import ChatMessage, annotation_messages
 from tests.mkd.teacher.servers import shared_llama_server
 
 MODEL = "smollm2-135m"

@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
-from mkd.teacher import TeacherClient, TeacherUnavailable
 from relevance_core.teacher.assets import SHIPPED_ADAPTER, SHIPPED_GGUF_ADAPTER
+from relevance_core.teacher.openai_client import TeacherClient, TeacherUnavailable
 from tests.conftest import REPO
 from tests.ports import free_port
 
@@ -115,7 +115,7 @@ def test_served_judgement_probabilities_equal_the_torch_paths(teacher_url: str) 
     path's CoT as a prefill, llama.cpp's p(Good), p(Bad) at the judgement token agree within the tolerance; and
     the greedy CoT the server writes on its own is a scored, parsed judgement."""
     pytest.importorskip("peft")
-    from mkd.teacher.local import LocalTeacher
+    from mkd.teacher.torch_teacher import LocalTeacher
 
     torch_judgements = LocalTeacher(threads=2, max_new_tokens=96).judge(PAIRS)
     forced = [(j.query, j.title, j.cot[: j.cot.index("Final judgment:") + len("Final judgment:")])
@@ -156,7 +156,7 @@ def test_grounded_decoding_writes_only_values_of_the_pair(teacher_url: str) -> N
     same = [(f, g) for f, g in zip(free, grounded, strict=True) if f.cot == g.cot]
     assert same and all(f.score == pytest.approx(g.score, abs=1e-6) for f, g in same)
 
-    from mkd.teacher import teacher_messages
+    from relevance_core.teacher.prompt import teacher_messages
 
     messages = teacher_messages("drill", "DEWALT Drill")
     bad = httpx.post(f"{teacher_url}/chat/completions", timeout=60, json={
@@ -182,7 +182,7 @@ def test_concurrent_requests_are_served_one_at_a_time_with_the_sequential_answer
 
 
 def test_only_the_teacher_prompt_is_served(teacher_url: str) -> None:
-    from mkd.teacher import teacher_messages
+    from relevance_core.teacher.prompt import teacher_messages
 
     messages = teacher_messages("drill", "DEWALT Drill")
     ok = httpx.post(f"{teacher_url}/chat/completions", json={"messages": messages, "max_tokens": 4}, timeout=60)

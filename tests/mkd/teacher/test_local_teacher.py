@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from mkd.distill.teacher_file import load_teacher
-from mkd.teacher.local import (
+from mkd.teacher.torch_teacher import (
     LocalTeacher,
     PrefixCache,
     load_base,
@@ -160,7 +160,7 @@ def test_label_refuses_a_folder_without_an_adapter(tmp_path: Path, vendored_pair
 def test_the_local_teacher_server_speaks_the_openai_api_the_gateway_uses(tiny_lm: Path) -> None:
     import asyncio
 
-    from mkd.teacher.server import create_teacher_app
+    from mkd.teacher.torch_server import create_teacher_app
     from relevance_core.teacher.openai_client import TeacherClient, TeacherResponseError
     from tests.ports import serving
 

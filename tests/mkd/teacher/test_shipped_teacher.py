@@ -1,4 +1,4 @@
-"""The released local teacher (`mkd/teacher/adapter/`): small, documented, loadable offline on its base, and it
+"""The released local teacher (`teachers/ellm-rele/`): small, documented, loadable offline on its base, and it
 writes the project's grammar with a readable judgement."""
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def test_what_it_writes_on_real_pairs_parses_with_every_span_found(vendored_pair
 
 
 def test_as_a_scorer_it_ranks_by_the_share_of_routes_that_say_good(annotator: Annotator, tmp_path: Path) -> None:
-    from mkd.evaluation.scorers import UnknownModelError, load_scorer
+    from mkd.scorers import UnknownModelError, load_scorer
     from relevance_core.data import Pair
 
     assert annotator.good_share("dewalt drill", "DEWALT 20-Volt Max Drill") == 1.0

@@ -13,18 +13,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from mkd.evaluation.scorers import UnknownModelError, load_scorer
-from mkd.teacher.committee import (
-    Committee,
-    CommitteeScorer,
-    Member,
-    expand_scores,
-    fit_combiner,
-    fit_committee,
-    label_with_committee,
-    out_of_fold,
-    write_scores,
-)
+from mkd.committee.combiner import fit_combiner, out_of_fold
+from mkd.committee.committee import Committee, CommitteeScorer, Member, fit_committee
+from mkd.committee.labelling import label_with_committee
+from mkd.committee.scores_file import expand_scores, write_scores
+from mkd.scorers import UnknownModelError, load_scorer
 from relevance_core.annotation import Annotator
 from relevance_core.cot import parse
 from relevance_core.data import Pair, load_pairs, write_pairs
@@ -62,7 +55,8 @@ def committee_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_repositor
     write_pairs(valid, pairs[:80])
     members = [Member("colbert", str(tiny_model_repository / "colbert" / "1")),
                Member("cross", str(tiny_model_repository / "cross" / "1"))]
-    fit_committee(members, valid, load_pairs(valid), root / "teacher", show_progress=False)
+    scorers = [load_scorer(m.model, show_progress=False).score for m in members]
+    fit_committee(members, scorers, valid, load_pairs(valid), root / "teacher")
     return root / "teacher"
 
 
@@ -97,7 +91,8 @@ def test_a_broken_committee_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_teacher_file_has_verdict_consistent_cots_and_resumes(committee_dir: Path, pairs: list[Pair],
                                                               annotator: Annotator, tmp_path: Path) -> None:
-    scorer = CommitteeScorer(committee_dir, show_progress=False)
+    scorer = load_scorer(str(committee_dir), show_progress=False)
+    assert isinstance(scorer, CommitteeScorer)
     unlabeled = [Pair(p.query, p.product_title, None, p.product_uid) for p in pairs[80:100]]
     todo = [*pairs[:20], *unlabeled]
     out = tmp_path / "teacher.jsonl"
@@ -126,7 +121,8 @@ def test_teacher_file_has_verdict_consistent_cots_and_resumes(committee_dir: Pat
 
 def test_compact_scores_expand_to_the_same_teacher_file(committee_dir: Path, pairs: list[Pair],
                                                         annotator: Annotator, tmp_path: Path) -> None:
-    scorer = CommitteeScorer(committee_dir, show_progress=False)
+    scorer = load_scorer(str(committee_dir), show_progress=False)
+    assert isinstance(scorer, CommitteeScorer)
     out = tmp_path / "teacher.jsonl"
     label_with_committee(pairs[:30], out, scorer, annotator, show_progress=False)
     compact = tmp_path / "scores.tsv.gz"
@@ -147,7 +143,7 @@ def test_compact_scores_expand_to_the_same_teacher_file(committee_dir: Path, pai
 
 
 def test_cli_fit_label_scores_expand(tiny_model_repository: Path, pairs: list[Pair], tmp_path: Path) -> None:
-    from mkd.teacher.cli import teacher_app
+    from relevance.cli import app
 
     valid, train, catalogue = tmp_path / "valid.tsv", tmp_path / "train.tsv", tmp_path / "catalogue.tsv"
     write_pairs(valid, pairs[:60])
@@ -155,24 +151,83 @@ def test_cli_fit_label_scores_expand(tiny_model_repository: Path, pairs: list[Pa
     catalogue.write_text("product_uid\tproduct_title\n" + "".join(
         f"{p.product_uid}\t{p.product_title}\n" for p in {p.product_uid: p for p in pairs}.values()))
     runner = CliRunner()
-    result = runner.invoke(teacher_app, ["committee", "fit", "--member",
+    result = runner.invoke(app, ["teacher", "committee", "fit", "--member",
                                          f"colbert={tiny_model_repository / 'colbert' / '1'}",
                                          "--out", str(tmp_path / "c"), "--valid-pairs", str(valid)])
     assert result.exit_code == 0, result.output
     assert "committee_out_of_fold" in json.loads(result.stdout.strip().splitlines()[-1])
-    result = runner.invoke(teacher_app, ["committee", "label", "--committee", str(tmp_path / "c"), "--pairs",
+    result = runner.invoke(app, ["teacher", "committee", "label", "--committee", str(tmp_path / "c"), "--pairs",
                                          str(train), "--out", str(tmp_path / "t.jsonl"), "--catalogue",
                                          str(catalogue)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["labelled"] == 30
-    result = runner.invoke(teacher_app, ["committee", "scores", "--teacher", str(tmp_path / "t.jsonl"), "--out",
+    result = runner.invoke(app, ["teacher", "committee", "scores", "--teacher", str(tmp_path / "t.jsonl"), "--out",
                                          str(tmp_path / "s.tsv.gz")])
     assert result.exit_code == 0 and json.loads(result.stdout)["rows"] == 30
-    result = runner.invoke(teacher_app, ["committee", "expand", "--scores", str(tmp_path / "s.tsv.gz"), "--pairs",
+    result = runner.invoke(app, ["teacher", "committee", "expand", "--scores", str(tmp_path / "s.tsv.gz"), "--pairs",
                                          str(train), "--out", str(tmp_path / "e.jsonl"), "--catalogue",
                                          str(catalogue)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == 30
-    result = runner.invoke(teacher_app, ["committee", "label", "--committee", str(tmp_path), "--pairs", str(train),
+    result = runner.invoke(app, ["teacher", "committee", "label", "--committee", str(tmp_path), "--pairs", str(train),
                                          "--out", str(tmp_path / "x.jsonl"), "--catalogue", str(catalogue)])
     assert result.exit_code != 0 and "no committee.json" in result.output
+
+
+def test_a_member_scores_file_stands_in_for_the_member(tiny_model_repository: Path, pairs: list[Pair],
+                                                       tmp_path: Path) -> None:
+    from mkd.committee.scores_file import score_to_file
+
+    member = load_scorer(str(tiny_model_repository / "cross" / "1"), show_progress=False)
+    out = tmp_path / "cross.tsv.gz"
+    calls: list[int] = []
+
+    def counted(batch: list[Pair]) -> np.ndarray:
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a stop after two whole chunks
+        return member.score(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        score_to_file(counted, pairs[:60], out, chunk=16, show_progress=False)
+    assert not out.exists() and len((tmp_path / "cross.tsv.gz.partial").read_text().splitlines()) == 32
+    summary = score_to_file(member.score, [*pairs[:60], pairs[0]], out, chunk=16, show_progress=False)
+    assert summary["already_done"] == 32 and summary["scored"] == 28 and summary["rows"] == 60
+    assert not (tmp_path / "cross.tsv.gz.partial").exists()
+    stand_in = load_scorer(f"scores:{out}", show_progress=False)
+    assert np.allclose(stand_in.score(pairs[:60]), member.score(pairs[:60]), atol=1e-6)
+    with pytest.raises(UnknownModelError, match="no score for 1 of 2 pairs"):
+        stand_in.score([pairs[0], Pair("a query never scored", "t", None, "x")])
+
+
+def test_cli_member_scores_then_a_committee_of_score_files(tiny_model_repository: Path, pairs: list[Pair],
+                                                           tmp_path: Path) -> None:
+    from relevance.cli import app
+
+    valid = tmp_path / "valid.tsv"
+    write_pairs(valid, pairs[:60])
+    runner = CliRunner()
+    files = {}
+    for name in ("colbert", "cross"):
+        files[name] = tmp_path / f"{name}.tsv.gz"
+        result = runner.invoke(app, ["teacher", "committee", "member-scores", "--model",
+                                     str(tiny_model_repository / name / "1"), "--pairs", str(valid), "--out",
+                                     str(files[name])])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout.strip().splitlines()[-1])["rows"] == 60
+    result = runner.invoke(app, ["teacher", "committee", "fit", "--member", f"colbert=scores:{files['colbert']}",
+                                 "--member", f"cross=scores:{files['cross']}", "--out", str(tmp_path / "c"),
+                                 "--valid-pairs", str(valid)])
+    assert result.exit_code == 0, result.output
+    direct = tmp_path / "direct"
+    fit_committee([Member(n, str(tiny_model_repository / n / "1")) for n in ("colbert", "cross")],
+                  [load_scorer(str(tiny_model_repository / n / "1"), show_progress=False).score
+                   for n in ("colbert", "cross")], valid, load_pairs(valid), direct)
+    from_files, from_models = Committee.load(tmp_path / "c"), Committee.load(direct)
+    assert np.allclose(from_files.combiner.coef, from_models.combiner.coef, atol=1e-3)
+    # a pair outside the files is a clear error, not a traceback
+    other = tmp_path / "other.tsv"
+    write_pairs(other, pairs[60:70])
+    result = runner.invoke(app, ["teacher", "committee", "label", "--committee", str(tmp_path / "c"), "--pairs",
+                                 str(other), "--out", str(tmp_path / "t.jsonl"), "--catalogue", str(other)])
+    assert result.exit_code != 0 and "no score for 10 of 10 pairs" in result.output

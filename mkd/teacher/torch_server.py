@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from mkd.teacher.chat_api import ChatRequest, add_model_routes, completion_body, teacher_pair
-from mkd.teacher.local import LocalTeacher
+from mkd.teacher.torch_teacher import LocalTeacher
 
 
 def create_teacher_app(teacher: LocalTeacher, model_name: str = "ellm-rele") -> FastAPI:

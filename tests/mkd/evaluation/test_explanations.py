@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from mkd.teacher.explanations import Outcome, _Counts, compare_aspects, grounding, summarise
+from mkd.evaluation.explanations import Outcome, _Counts, compare_aspects, grounding, summarise
 from relevance_core.cot import Explanation, parse
 
 QUERY, TITLE = "behr white deck stain", "BEHR Premium 1 gal. Cedar Semi-Transparent Deck Stain"

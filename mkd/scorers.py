@@ -1,17 +1,17 @@
-"""Models that ``relevance evaluate`` can score with. Each maps a list of pairs to one score per pair; higher
-means more relevant. A scorer may be a probability of Good or any monotone score (BM25)."""
+"""The model loader: a ``--model`` spec (``relevance evaluate``, committee members) to a `PairScorer`, one score
+per pair, higher meaning more relevant: a probability of Good or any monotone score (BM25)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from mkd.bm25 import BM25Index
-from mkd.teacher.committee import COMMITTEE_FILE
+from mkd.committee.committee import COMMITTEE_FILE
+from mkd.evaluation.scorer import PairScorer
 from relevance_core.data import Pair
 from relevance_core.model_repository import (
     SERVING_FILE,
@@ -22,12 +22,6 @@ from relevance_core.model_repository import (
     resolve_model,
 )
 from relevance_core.teacher.score import Normalisation, teacher_score
-
-
-class PairScorer(Protocol):
-    name: str
-
-    def score(self, pairs: Sequence[Pair]) -> np.ndarray: ...
 
 
 class BM25Scorer:
@@ -72,12 +66,12 @@ class RepositoryScorer:
 
 
 class TeacherScorer:
-    """ELLM-rele in-process (`mkd.teacher.local.LocalTeacher`, default: the shipped adapter): eq. 4 of the
+    """ELLM-rele in-process (`mkd.teacher.torch_teacher.LocalTeacher`, default: the shipped adapter): eq. 4 of the
     judgement token's probabilities after the generated CoT. A pair without a readable judgement scores 0.5,
     and ``unscored`` counts them. Needs torch, transformers and peft."""
 
     def __init__(self, adapter: str | None = None, *, batch_size: int = 32, show_progress: bool = True) -> None:
-        from mkd.teacher.local import SHIPPED_ADAPTER, LocalTeacher
+        from mkd.teacher.torch_teacher import SHIPPED_ADAPTER, LocalTeacher
 
         self.teacher = LocalTeacher(adapter=adapter or SHIPPED_ADAPTER, max_new_tokens=96)
         self.name = f"teacher ({self.teacher.adapter}, {self.teacher.normalisation})"
@@ -130,6 +124,31 @@ class RulesScorer:
                          for p in tqdm(pairs, desc="rule annotator", unit="pair", disable=not self.show_progress)])
 
 
+class ScoresFileScorer:
+    """``scores:FILE``: the scores a compact scores file holds (`mkd.committee.scores_file`), e.g. a committee
+    member's, looked up by (query, product_uid); a pair the file lacks is an error naming how many are missing."""
+
+    def __init__(self, path: Path) -> None:
+        from mkd.committee.committee import CommitteeError
+        from mkd.committee.scores_file import read_scores
+
+        try:
+            self.scores = read_scores(path)
+        except CommitteeError as exc:
+            raise UnknownModelError(f"--model scores:{path}: {exc}") from None
+        self.name = f"scores ({path})"
+        self.path = path
+
+    def score(self, pairs: Sequence[Pair]) -> np.ndarray:
+        found = [self.scores.get((p.query, p.product_uid)) for p in pairs]
+        missing = [p for p, value in zip(pairs, found, strict=True) if value is None]
+        if missing:
+            raise UnknownModelError(f"{self.path}: no score for {len(missing)} of {len(pairs)} pairs (first: "
+                                    f"{missing[0].query!r} / {missing[0].product_uid}); score them into the file with "
+                                    "`relevance teacher committee member-scores`")
+        return np.array(found, dtype=np.float64)
+
+
 class UnknownModelError(ValueError):
     """The ``--model`` argument names nothing this build can score with."""
 
@@ -138,7 +157,8 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
                 show_progress: bool = True) -> PairScorer:
     """Resolve ``--model``: ``bm25``; ``rules`` or ``rules:CATALOGUE`` (the rule annotator, `RulesScorer`);
     ``teacher`` (the shipped local ELLM-rele) or ``teacher:ADAPTER_DIR``;
-    ``committee:DIR`` or a folder with ``committee.json`` (the release teacher, `mkd.teacher.committee`); a
+    ``committee:DIR`` or a folder with ``committee.json`` (the release teacher, `mkd.committee`);
+    ``scores:FILE`` (the scores of a compact scores file, `ScoresFileScorer`); a
     model repository (root or model directory; ``version`` defaults to the highest, ``model_name`` to ``colbert``)
     or one exported version directory, scored with ONNX Runtime; or a student checkpoint directory
     (``student.json`` inside; needs torch)."""
@@ -152,15 +172,19 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
 
         return RulesScorer(Path(model.partition(":")[2] or derived_dir() / "catalogue.tsv"),
                            show_progress=show_progress)
+    if model.startswith("scores:"):
+        return ScoresFileScorer(Path(model.removeprefix("scores:")))
     if model == "teacher" or model.startswith("teacher:"):
         return TeacherScorer(model.partition(":")[2] or None, show_progress=show_progress)
     if model.startswith("committee:") or (path / COMMITTEE_FILE).is_file():
-        from mkd.teacher.committee import CommitteeError, CommitteeScorer
+        from mkd.committee.committee import Committee, CommitteeError, CommitteeScorer
 
         try:
-            return CommitteeScorer(model.removeprefix("committee:"), show_progress=show_progress)
+            committee = Committee.load(model.removeprefix("committee:"))
         except CommitteeError as exc:
             raise UnknownModelError(f"--model {model!r}: {exc}") from None
+        return CommitteeScorer(committee, [load_scorer(m.resolved, show_progress=show_progress).score
+                                           for m in committee.members])
     try:
         if is_model_repository(path):
             return RepositoryScorer(resolve_model(path, model=model_name, version=version),
@@ -174,5 +198,6 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
 
         return CheckpointScorer(model, show_progress=show_progress)
     raise UnknownModelError(f"--model {model!r}: unknown model; expected 'bm25', 'rules', 'teacher', 'committee:DIR', "
+                            "'scores:FILE', "
                             "a model repository (config.pbtxt), an exported version directory (serving.json) or a "
                             "student checkpoint directory (student.json)")

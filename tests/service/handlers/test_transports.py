@@ -165,10 +165,17 @@ def test_one_error_type_mapped_once_per_transport() -> None:
                                            "msg": "at most 5 characters, got 6"}], {})
     assert grpc_status(invalid) == (grpc.StatusCode.INVALID_ARGUMENT, "items[3].title: at most 5 characters, got 6")
     busy = ApiError(Kind.OVERLOADED, "queue full", retry_after_s=0.2)
-    assert http_status(busy) == (503, "queue full", {"Retry-After": "1"})
+    assert http_status(busy) == (429, "queue full", {"Retry-After": "1"})
     assert grpc_status(busy)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert http_status(ApiError(Kind.UNAUTHENTICATED, "missing"))[2] == {"WWW-Authenticate": "Bearer"}
     assert http_status(ApiError(Kind.UPSTREAM_ERROR, "teacher said 500"))[0] == 502
+    # every kind has one status per transport; the body-limit refusals close the connection
+    assert {kind: http_status(ApiError(kind, "x"))[0] for kind in Kind} == {
+        Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 422, Kind.NOT_FOUND: 404,
+        Kind.OVERLOADED: 429, Kind.TOO_LARGE: 413, Kind.READ_TIMEOUT: 408, Kind.UNAVAILABLE: 503,
+        Kind.UPSTREAM_ERROR: 502}
+    assert all(grpc_status(ApiError(kind, "x"))[0] != grpc.StatusCode.OK for kind in Kind)
+    assert http_status(ApiError(Kind.TOO_LARGE, "big", close_connection=True))[2] == {"Connection": "close"}
 
 
 def test_explain_message_carries_the_result() -> None:

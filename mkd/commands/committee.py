@@ -1,5 +1,6 @@
-"""``relevance teacher committee fit | label | scores | expand``: the release teacher (a committee of trained models,
-`mkd.teacher.committee`) and its teacher file for MKD."""
+"""``relevance teacher committee fit | member-scores | label | scores | expand``: the release teacher (a
+committee of trained models, `mkd.committee`) and its teacher file for MKD. The members' scorers are built here,
+with `relevance evaluate`'s model loader, and handed to the committee."""
 
 from __future__ import annotations
 
@@ -9,29 +10,20 @@ from typing import Annotated
 
 import typer
 
-from relevance_core.annotation import Annotator
+from mkd.commands.args import CATALOGUE, VALID_PAIRS, read_annotator, read_pairs
+from mkd.committee.committee import Committee, CommitteeScorer, Member, MemberScorer
 from relevance_core.console import fail
-from relevance_core.data import Pair, PairsFileError, derived_dir, load_pairs
 
 committee_app = typer.Typer(no_args_is_help=True)
-CATALOGUE = derived_dir() / "catalogue.tsv"
-VALID_PAIRS = derived_dir() / "valid.tsv"
 
 
-def _pairs(paths: list[Path], *, require_label: bool) -> list[Pair]:
-    pairs: list[Pair] = []
+def _member_scorers(members: list[Member]) -> list[MemberScorer]:
+    from mkd.scorers import UnknownModelError, load_scorer
+
     try:
-        for path in paths:
-            pairs.extend(load_pairs(path, require_label=require_label))
-    except PairsFileError as exc:
+        return [load_scorer(m.resolved).score for m in members]
+    except UnknownModelError as exc:
         raise fail(str(exc)) from None
-    return pairs
-
-
-def _annotator(catalogue: Path) -> Annotator:
-    if not catalogue.is_file():
-        raise fail(f"--catalogue {catalogue}: no such file (run `relevance data prepare`)")
-    return Annotator.from_catalogue(catalogue)
 
 
 @committee_app.command("fit")
@@ -44,7 +36,7 @@ def fit(
 ) -> None:
     """Fit the committee's logistic-regression combiner on the validation split. Last line: the members' and the
     combiner's (out-of-fold, 5 folds by query) validation metrics as JSON."""
-    from mkd.teacher.committee import Member, fit_committee
+    from mkd.committee.committee import fit_committee
 
     members = []
     for spec in member:
@@ -52,8 +44,34 @@ def fit(
         if not name or not model:
             raise fail(f"--member {spec!r}: expected NAME=MODEL")
         members.append(Member(name, model))
-    committee = fit_committee(members, valid_pairs, _pairs([valid_pairs], require_label=True), out)
+    try:
+        committee = fit_committee(members, _member_scorers(members), valid_pairs,
+                                  read_pairs([valid_pairs], require_label=True), out)
+    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
+        raise fail(str(exc)) from None
     print(json.dumps(committee.record["valid"]))
+
+
+@committee_app.command("member-scores")
+def member_scores(
+    model: Annotated[str, typer.Option(help="The member, any `relevance evaluate --model` spec.")],
+    pairs: Annotated[list[Path], typer.Option(help="Pairs TSV(s) to score: the splits and the pool, everything "
+                                                  "the committee will be fitted on or label.")],
+    out: Annotated[Path, typer.Option(help="Compact scores file to write (gzip TSV; resumable through its "
+                                           "OUT.partial).")],
+    chunk: Annotated[int, typer.Option(min=1, help="Pairs scored and written at a time.")] = 4096,
+) -> None:
+    """Write a member's p(Good) of every pair as a compact, committable scores file: with it the member stays one
+    (``--member NAME=scores:FILE``) when its weights are not kept. Last line: a JSON summary."""
+    from mkd.committee.scores_file import score_to_file
+
+    scorer = _member_scorers([Member("member", model)])[0]
+    chosen = read_pairs(pairs, require_label=False)
+    try:
+        summary = score_to_file(scorer, chosen, out, chunk=chunk)
+    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
+        raise fail(str(exc)) from None
+    print(json.dumps(summary))
 
 
 @committee_app.command("label")
@@ -66,14 +84,18 @@ def label(
 ) -> None:
     """Write the MKD teacher file: s_T, p_good/p_bad and a CoT consistent with the committee's verdict. Resumable.
     Last line: a JSON summary with the throughput."""
-    from mkd.teacher.committee import CommitteeError, CommitteeScorer, label_with_committee
+    from mkd.committee.labelling import label_with_committee
 
-    chosen = _pairs(pairs, require_label=False)
+    chosen = read_pairs(pairs, require_label=False)
     try:
-        scorer = CommitteeScorer(committee)
-    except CommitteeError as exc:
+        loaded = Committee.load(committee)
+    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
         raise fail(str(exc)) from None
-    summary = label_with_committee(chosen, out, scorer, _annotator(catalogue), chunk=chunk)
+    scorer = CommitteeScorer(loaded, _member_scorers(loaded.members))
+    try:
+        summary = label_with_committee(chosen, out, scorer, read_annotator(catalogue), chunk=chunk)
+    except ValueError as exc:  # a member that cannot score the pairs (UnknownModelError: its scores file lacks them)
+        raise fail(str(exc)) from None
     print(json.dumps(summary | {"out": str(out)}))
 
 
@@ -83,7 +105,7 @@ def scores(
     out: Annotated[Path, typer.Option(help="Compact copy: gzip TSV (query, product_uid, score).")],
 ) -> None:
     """Write the compact, committable copy of a teacher file (no CoTs; `expand` regenerates them)."""
-    from mkd.teacher.committee import write_scores
+    from mkd.committee.scores_file import write_scores
 
     if not teacher.is_file():
         raise fail(f"--teacher {teacher}: no such file")
@@ -99,12 +121,12 @@ def expand(
 ) -> None:
     """Rebuild the teacher JSONL (scores, verdicts, verdict-consistent CoTs) from the compact scores file, so a
     fresh clone trains MKD students without running the teacher. Deterministic."""
-    from mkd.teacher.committee import CommitteeError, expand_scores
+    from mkd.committee.scores_file import expand_scores
 
     if not scores_file.is_file():
         raise fail(f"--scores {scores_file}: no such file")
     try:
-        summary = expand_scores(scores_file, _pairs(pairs, require_label=False), out, _annotator(catalogue))
-    except CommitteeError as exc:
+        summary = expand_scores(scores_file, read_pairs(pairs, require_label=False), out, read_annotator(catalogue))
+    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
         raise fail(str(exc)) from None
     print(json.dumps(summary))

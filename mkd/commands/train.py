@@ -10,12 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mkd.commands.args import TEST_PAIRS, TRAIN_PAIRS, VALID_PAIRS
 from relevance_core.console import fail
-from relevance_core.data import PairsFileError, derived_dir
-
-TRAIN_PAIRS = derived_dir() / "train.tsv"
-VALID_PAIRS = derived_dir() / "valid.tsv"
-TEST_PAIRS = derived_dir() / "test.tsv"
+from relevance_core.data import PairsFileError
 
 
 class StudentFamily(StrEnum):
@@ -65,7 +62,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(
         min=0, help="Checkpoint into OUT/checkpoint every N steps and at each epoch's end (0: never).")] = 200,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if there is one.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Output directory (default runs/<student>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default work/<student>).")] = None,
 ) -> None:
     """Train a student with MKD; keeps the best checkpoint (validation ROC-AUC) in OUT/best. The last line
     printed is one JSON object: the best epoch, its validation metrics and the checkpoint path."""
@@ -80,7 +77,7 @@ def train(
                lambda_ce if lambda_ce is not None else defaults[2])
     if not any(lambdas):
         raise fail("all of λ1, λ2, λ3 are 0: nothing to train")
-    out = out or Path("runs") / student.value
+    out = out or Path("work") / student.value
     try:
         record = run_training(student.value, train_pairs, valid_pairs, teacher, out_dir=out, lambdas=lambdas,
                               epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, backbone=backbone,

@@ -1,0 +1,13 @@
+"""The release teacher: a committee of trained relevance models whose scores a logistic regression, fitted on the
+validation split, combines into one calibrated p(Good). It plays the role of eq. 4's teacher score s_T in MKD
+(paper §3.3): the LLM's judgement is replaced by models that rank better than any single student, because
+distillation only transfers what the teacher knows better.
+
+- `combiner`: the standardised logistic regression over the members' logits, and its out-of-fold figure;
+- `committee`: the committee folder (``committee.json``), fitting it, and scoring with it. Members are handed in
+  as scorers (the CLI builds them with `relevance evaluate`'s model loader), so this package never imports that
+  registry;
+- `labelling`: the MKD teacher file (score, p_good/p_bad, a verdict-consistent CoT from the rule annotator);
+- `scores_file`: the compact, committable copy of a teacher file (gzip TSV) and its expansion back;
+- `cli`: ``relevance teacher committee fit | label | scores | expand``.
+"""
