@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from relevance_core.calibration import CalibrationMap
 from relevance_core.versioned import load_versioned
 
 CONFIG_FILE = "config.pbtxt"
@@ -47,9 +48,10 @@ class ServingMeta:
 
     Two-tower (``colbert``) layout per side: ``[CLS] [marker] tokens… [SEP]`` within ``query_len`` /
     ``title_len`` tokens; item tokens whose id is in ``skip_token_ids`` take no part in MaxSim.
-    p(Good) = sigmoid(``calibration_scale`` · s + ``calibration_bias``), s the MaxSim score averaged over the
+    p0 = sigmoid(``calibration_scale`` · s + ``calibration_bias``), s the MaxSim score averaged over the
     query tokens. The cross-encoder (``cross``) takes ``[CLS] query [SEP] title [SEP]`` within ``pair_len``
-    (longest first) and its graph outputs the logit of Good directly.
+    (longest first) and its graph outputs the logit of Good directly: p0 = sigmoid(logit). With
+    ``calibration_map`` (`relevance_core.calibration`, fitted on held-out pairs), p(Good) is that map of p0.
     """
 
     family: Literal["colbert", "cross"]
@@ -66,6 +68,7 @@ class ServingMeta:
     skip_token_ids: list[int] = field(default_factory=list)
     calibration_scale: float = 1.0
     calibration_bias: float = 0.0
+    calibration_map: dict[str, Any] | None = None
     source: dict[str, Any] = field(default_factory=dict)
     format_version: int = SERVING_FORMAT_VERSION
 
@@ -76,7 +79,16 @@ class ServingMeta:
 
     @classmethod
     def load(cls, path: Path) -> ServingMeta:
-        return load_versioned(cls, path, SERVING_FORMAT_VERSION, ModelRepositoryError)
+        meta = load_versioned(cls, path, SERVING_FORMAT_VERSION, ModelRepositoryError)
+        try:
+            meta.probability_map()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelRepositoryError(f"{path}: field 'calibration_map': {exc}") from None
+        return meta
+
+    def probability_map(self) -> CalibrationMap | None:
+        """The calibration map of p0, if the version has one."""
+        return None if self.calibration_map is None else CalibrationMap.from_dict(self.calibration_map)
 
 
 @dataclass(frozen=True)

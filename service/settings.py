@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         0.0, ge=0.0, description="How long a batch waits to fill (ms); 0 = batches form from what queued while "
                                  "the encoder was busy, so a lone request never waits.")
-    queue_size: int = Field(2048, ge=1, description="Queries waiting for the encoder before 503.")
+    queue_size: int = Field(2048, ge=1, description="Queries waiting for the encoder before 429 (overloaded).")
     query_cache_size: int = Field(50_000, ge=0, description="LRU entries of query embeddings (0 = off).")
     title_cache_size: int = Field(50_000, ge=0, description="LRU entries of titles encoded on the fly.")
 

@@ -5,9 +5,9 @@ distillation only transfers what the teacher knows better.
 
 - `combiner`: the standardised logistic regression over the members' logits, and its out-of-fold figure;
 - `committee`: the committee folder (``committee.json``), fitting it, and scoring with it. Members are handed in
-  as scorers (the CLI builds them with `relevance evaluate`'s model loader), so this package never imports that
-  registry;
+  as scorers (`mkd.commands.committee` builds them with the model loader, `mkd.scorers`), so this package never
+  imports that loader;
 - `labelling`: the MKD teacher file (score, p_good/p_bad, a verdict-consistent CoT from the rule annotator);
-- `scores_file`: the compact, committable copy of a teacher file (gzip TSV) and its expansion back;
-- `cli`: ``relevance teacher committee fit | label | scores | expand``.
+- `scores_file`: compact scores files (gzip TSV): the committable copy of a teacher file and its expansion back,
+  and a member's scores of every pair (``scores:FILE``). The commands are `mkd.commands.committee`.
 """

@@ -14,6 +14,7 @@ import numpy as np
 from mkd.evaluation.longtail import LongTail
 from mkd.evaluation.metrics import compute_metrics
 from mkd.evaluation.scorer import PairScorer
+from relevance_core.calibration import expected_calibration_error, reliability
 from relevance_core.data import Pair, default_pairs_path, load_pairs, split_pairs, write_pairs
 
 
@@ -67,6 +68,33 @@ def write_plots(out: Path, good: np.ndarray, scores: np.ndarray, tail_mask: np.n
     return paths
 
 
+def plot_reliability(path: Path, curves: dict[str, list[dict[str, Any]]], title: str) -> Path:
+    """Reliability diagram: the Good rate against the mean predicted p(Good) per bin, one curve per entry of
+    ``curves`` (`relevance_core.calibration.reliability` bins, labelled with their ECE by the caller), the
+    diagonal for perfect calibration, and the pairs per bin below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for offset, (name, bins) in enumerate(curves.items()):
+        mean_p = [b["mean_p"] for b in bins]
+        top.plot(mean_p, [b["good_rate"] for b in bins], marker="o", label=name)
+        bottom.bar([m + (offset - 0.5) * 0.02 for m in mean_p], [b["n"] for b in bins], width=0.02, label=name)
+    top.set_ylabel("share Good")
+    top.set_title(title)
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.set_xlabel("predicted p(Good)")
+    bottom.set_ylabel("pairs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def run_evaluation(pairs_path: Path, scorer: PairScorer, out: Path | None = None, *, model: str | None = None,
                    long_tail_min_queries: int = 3) -> dict[str, Any]:
     """Score ``pairs_path`` with ``scorer`` (``model``: the spec it was loaded from, for the report); returns the
@@ -93,8 +121,14 @@ def run_evaluation(pairs_path: Path, scorer: PairScorer, out: Path | None = None
     for name, alternative in getattr(scorer, "alternatives", {}).items():  # the teacher's other eq. 4
         metrics, _ = evaluate_scores(pairs, alternative, long_tail)
         report.setdefault("alternatives", {})[name] = {k: metrics[k] for k in ("roc_auc", "neg_pr_auc", "ndcg10")}
+    good = np.array([pair.good for pair in pairs], dtype=bool)
+    if np.all((scores >= 0.0) & (scores <= 1.0)):  # a probability of Good: how well calibrated
+        bins = reliability(scores, good)
+        report["calibration"] = {"ece": expected_calibration_error(scores, good), "bins": bins}
     if out is not None:
-        good = np.array([pair.good for pair in pairs], dtype=bool)
         report["plots"] = [str(p) for p in write_plots(out, good, scores, mask, title=model)]
+        if "calibration" in report:
+            curve = {f"ECE {report['calibration']['ece']:.3f}": report["calibration"]["bins"]}
+            report["plots"].append(str(plot_reliability(out / "reliability.png", curve, title=model)))
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

@@ -47,6 +47,7 @@ class ColBERTModel:
         self.backend = backend
         self.tokenizer = StudentTokenizer(version.tokenizer_path, version.meta)
         self._skip = np.array(sorted(self.meta.skip_token_ids), dtype=np.int64)
+        self._map = version.meta.probability_map()
 
     def _encode(self, texts: Sequence[str], side: Side) -> TokenEmbeddings:
         return self.embed(self.tokenizer.encode_side(texts, side), side)
@@ -71,7 +72,8 @@ class ColBERTModel:
         return unpad_items(batch.vectors, batch.mask, batch.input_ids, self.meta.pad_id)
 
     def probability(self, similarity: np.ndarray) -> np.ndarray:
-        return calibrate(similarity, self.meta.calibration_scale, self.meta.calibration_bias)
+        p0 = calibrate(similarity, self.meta.calibration_scale, self.meta.calibration_bias)
+        return p0 if self._map is None else self._map(p0)
 
     def score_pairs(self, queries: Sequence[str], titles: Sequence[str], *, batch_size: int = 128,
                     progress: Progress | None = None) -> np.ndarray:
@@ -97,8 +99,9 @@ class _UniqueEncoded:
 
 def _encode_unique(encode: Callable[[Sequence[str], Side], TokenEmbeddings], texts: Sequence[str], side: Side,
                    width: int, batch_size: int, progress: Progress | None) -> _UniqueEncoded:
-    """Encode the distinct ``texts`` (longest ones together, so batches pad little) into full-width arrays."""
-    distinct = sorted(set(texts), key=len)
+    """Encode the distinct ``texts`` (texts of a length together, so batches pad little; in a fixed order, since an
+    int8 graph's activation scales depend on the batch) into full-width arrays."""
+    distinct = sorted(set(texts), key=lambda text: (len(text), text))
     position = {text: i for i, text in enumerate(distinct)}
     vectors: np.ndarray | None = None
     mask = np.zeros((len(distinct), width), dtype=bool)
@@ -126,6 +129,7 @@ class CrossEncoderModel:
         self.meta = version.meta
         self.backend = backend
         self.tokenizer = StudentTokenizer(version.tokenizer_path, version.meta)
+        self._map = version.meta.probability_map()
 
     def score_pairs(self, queries: Sequence[str], titles: Sequence[str], *, batch_size: int = 128,
                     progress: Progress | None = None) -> np.ndarray:
@@ -134,7 +138,8 @@ class CrossEncoderModel:
             encoded = self.tokenizer.encode_pairs(queries[begin : begin + batch_size],
                                                   titles[begin : begin + batch_size])
             logits = self.backend.run(encoded.feed(self.backend.input_names))
-            scores[begin : begin + len(logits)] = sigmoid(logits.reshape(-1))
+            p0 = sigmoid(logits.reshape(-1))
+            scores[begin : begin + len(logits)] = p0 if self._map is None else self._map(p0)
             if progress is not None:
                 progress(len(logits))
         return scores
