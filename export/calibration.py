@@ -75,7 +75,33 @@ def calibrate_version(directory: Path, pairs_path: Path, *, blend: float = BLEND
         "reliability_before": reliability(p0, good), "reliability_out_of_fold": reliability(oof, good),
     }
     dataclasses.replace(version.meta, calibration_map=chosen.to_dict()).save(directory)
+    _card_section(directory / "MODEL_CARD.md", record, pairs_path)
     return record
+
+
+CARD_HEADING = "## Calibration"
+
+
+def _card_section(card: Path, record: dict[str, Any], pairs_path: Path) -> None:
+    """Write (or replace) the model card's calibration section, before "Reproduce" where the card has one."""
+    if not card.is_file():
+        return
+    section = (f"{CARD_HEADING}\n\nThe served score is calibrated: an isotonic map of the model's own probability, "
+               f"blended {record['fitted_on']['blend']:g} with it (ranking unchanged), fitted on {record['pairs']} "
+               f"held-out pairs ({pairs_path}). Expected calibration error (10 bins) {record['ece_before']:.3f} "
+               f"before, {record['ece_out_of_fold']:.3f} out of fold ({FOLDS} query folds). Command: "
+               f"`relevance export calibrate --version-dir {record['version']} --pairs {pairs_path}`.\n\n")
+    text = card.read_text(encoding="utf-8")
+    if CARD_HEADING in text:
+        start = text.index(CARD_HEADING)
+        end = text.find("\n## ", start + len(CARD_HEADING))
+        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
+    elif "\n## Reproduce" in text:
+        at = text.index("\n## Reproduce") + 1
+        text = text[:at] + section + text[at:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    card.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def write_report(out: Path, record: dict[str, Any]) -> None:

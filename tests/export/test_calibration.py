@@ -41,6 +41,8 @@ def test_calibrate_stores_the_map_and_the_runtime_applies_it(tiny_model_reposito
     again = CliRunner().invoke(app, ["export", "calibrate", "--version-dir", str(version_dir), "--pairs",
                                      str(tmp_path / "valid.tsv")])
     assert json.loads(again.stdout.strip().splitlines()[-1])["ece_before"] == pytest.approx(record["ece_before"])
+    card = (version_dir / "MODEL_CARD.md").read_text()
+    assert card.count("## Calibration") == 1 and "relevance export calibrate" in card  # replaced, not appended
     serving = json.loads((version_dir / "serving.json").read_text())
     serving["calibration_map"]["y"] = serving["calibration_map"]["y"][::-1]
     (version_dir / "serving.json").write_text(json.dumps(serving))
