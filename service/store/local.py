@@ -13,6 +13,7 @@ Layout under the store directory (``data/index/`` by default)::
         codes.npy                       (tokens, code_size) uint8
         masks.npy                       (tokens,) bool
         token_ids.npy                   (tokens,) int32
+        manifest.json                   size and sha256 of each file above, written last
       journal.sqlite                    items written since the last flush (SQLite, WAL mode), and their codec
 
 Generations are immutable and opened read-only with ``np.load(mmap_mode="r")``. :meth:`LocalItemStore.put_many`
@@ -24,12 +25,20 @@ merges the latest generation and the journal into a new generation directory, re
 half-written one, and then deletes the flushed rows from the journal. Flushes of one version are serialised by
 an exclusive lock file (``.lock``), also across processes; the generation before the new one is kept for readers
 still opening it, older ones are removed.
+
+Integrity: opening a generation checks every file against its ``manifest.json`` (size and sha256) and the
+offsets against the arrays, so a damaged file is refused naming it instead of being read as wrong scores. When
+the generation ``current`` names is damaged, the store falls back to the newest intact older generation (the
+one kept for readers) and says so in its health (``/readyz``) and the log; the items that only the damaged
+generation held are unknown until they are written or indexed again.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -51,6 +60,9 @@ FORMAT = 1
 CURRENT = "current"
 ACTIVE = "active"
 JOURNAL = "journal.sqlite"
+MANIFEST = "manifest.json"
+_DATA_FILES = ("index.json", "codec.bin", "offsets.npy", "codes.npy", "masks.npy", "token_ids.npy")
+log = logging.getLogger(__name__)
 Sync = Literal["full", "normal", "off"]
 _GENERATION_PREFIX = "gen-"
 _ROWS_PER_COPY = 4096
@@ -86,6 +98,47 @@ def _token_index(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_manifest(path: Path) -> None:
+    """``manifest.json``: each data file's size and sha256; written (and synced) after them, renamed into place."""
+    files = {name: {"bytes": (path / name).stat().st_size, "sha256": _sha256(path / name)} for name in _DATA_FILES}
+    temporary = path / f".{MANIFEST}.tmp"
+    temporary.write_text(json.dumps({"format": FORMAT, "files": files}, indent=1), encoding="utf-8")
+    _fsync(temporary)
+    os.replace(temporary, path / MANIFEST)
+
+
+def _verify(path: Path) -> None:
+    """Refuse a generation whose files are not the ones its manifest lists, naming the first that differs."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no {MANIFEST} (an unfinished flush, or a generation written before checksums: "
+                         f"remove {path.parent} and run `relevance index` again)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path / MANIFEST}: unreadable ({exc})") from None
+    for name in _DATA_FILES:
+        expected = files.get(name) if isinstance(files, dict) else None
+        if not isinstance(expected, dict):
+            raise StoreError(f"{path / MANIFEST}: no entry for {name}")
+        try:
+            size = (path / name).stat().st_size
+            if size != expected.get("bytes"):
+                raise StoreError(f"{path / name}: {size} bytes, the manifest says {expected.get('bytes')}: damaged")
+            if _sha256(path / name) != expected.get("sha256"):
+                raise StoreError(f"{path / name}: checksum mismatch against {MANIFEST}: damaged")
+        except OSError as exc:
+            raise StoreError(f"{path / name}: cannot read: {exc}") from None
+
+
 @dataclass(frozen=True)
 class _Generation:
     """One opened generation: the id → row mapping in memory, the arrays memory-mapped."""
@@ -101,6 +154,7 @@ class _Generation:
 
     @classmethod
     def open(cls, path: Path, model_version: str) -> _Generation:
+        _verify(path)
         try:
             index = json.loads((path / "index.json").read_text(encoding="utf-8"))
             codec = TokenCodec.from_bytes((path / "codec.bin").read_bytes())
@@ -116,6 +170,12 @@ class _Generation:
             raise StoreError(f"{path}: index.json has no list of ids")
         if len(arrays["offsets"]) != len(ids) + 1 or arrays["codes"].shape[1:] != (codec.code_size,):
             raise StoreError(f"{path}: arrays disagree with index.json ({len(ids)} items, codec {codec!r})")
+        offsets, tokens = arrays["offsets"], len(arrays["codes"])
+        if (offsets[0] != 0 or offsets[-1] != tokens or np.any(np.diff(offsets) <= 0)
+                or len(arrays["masks"]) != tokens or len(arrays["token_ids"]) != tokens):
+            raise StoreError(f"{path / 'offsets.npy'}: offsets do not partition the {tokens} token rows")
+        if len(set(ids)) != len(ids):
+            raise StoreError(f"{path / 'index.json'}: an item id is listed twice")
         return cls(path, codec, ids, {item_id: row for row, item_id in enumerate(ids)}, arrays["offsets"],
                    arrays["codes"], arrays["masks"], arrays["token_ids"])
 
@@ -198,6 +258,8 @@ class LocalItemStore:
         self._closed = False
         self._generation: _Generation | None = None
         self._journal: _Journal | None = None
+        self._damage: str | None = None  # why the generation `current` names is not the one being read
+        self._fallback_of: Path | None = None
         self.reload()
         if (self.version_dir / JOURNAL).is_file():  # writes acknowledged before a crash or a stop without flush
             overlay, _, codec_bytes = self._open_journal().read()
@@ -215,7 +277,9 @@ class LocalItemStore:
         return None if generation is None else generation.path
 
     def reload(self) -> bool:
-        """Open the generation ``current`` points at when it is not the one being read; True when it switched."""
+        """Open the generation ``current`` points at when it is not the one being read; True when it switched.
+        A damaged ``current`` falls back to the newest intact older generation (see the module docstring); with
+        none, the damage is a `StoreError` naming the file."""
         try:
             target = os.readlink(self.version_dir / CURRENT)
         except FileNotFoundError:
@@ -223,12 +287,33 @@ class LocalItemStore:
         except OSError as exc:
             raise StoreError(f"{self.version_dir}: cannot read {CURRENT}: {exc}") from None
         path = self.version_dir / target
-        if self._generation is not None and self._generation.path == path:
+        if self._generation is not None and self._generation.path in (path, self._fallback_of):
             return False
-        generation = _Generation.open(path, self.model_version)
+        try:
+            generation = _Generation.open(path, self.model_version)
+            self._damage = None
+            self._fallback_of = None
+        except StoreError as damage:
+            older = self._intact_older(path)
+            if older is None:
+                raise
+            generation, self._damage, self._fallback_of = older, str(damage), path
+            log.error("%s; serving the older generation %s instead: items written since are unknown until "
+                      "written or indexed again", damage, generation.path.name)
         with self._lock:
             self._generation = generation
         return True
+
+    def _intact_older(self, damaged: Path) -> _Generation | None:
+        """The newest generation older than ``damaged`` that opens intact, if any."""
+        older = sorted((p for p in self.version_dir.glob(f"{_GENERATION_PREFIX}*") if p.name < damaged.name),
+                       reverse=True)
+        for path in older:
+            try:
+                return _Generation.open(path, self.model_version)
+            except StoreError:
+                continue
+        return None
 
     def stored_codec(self) -> TokenCodec | None:
         """The codec of the generation being read, else the codec items are written with, else None."""
@@ -334,7 +419,13 @@ class LocalItemStore:
         return self.health().ok
 
     def health(self) -> Health:
-        return Health(not self._closed, f"local index {self.version_dir}" + (" (closed)" if self._closed else ""))
+        if self._closed:
+            return Health(False, f"local index {self.version_dir} (closed)")
+        if self._damage is not None:
+            generation = self._generation
+            return Health(True, f"local index {self.version_dir}: DEGRADED, {self._damage}; serving "
+                                f"{None if generation is None else generation.path.name}")
+        return Health(True, f"local index {self.version_dir}")
 
     @contextmanager
     def _flush_lock(self) -> Iterator[None]:
@@ -418,6 +509,7 @@ class LocalItemStore:
         (path / "index.json").write_text(json.dumps(manifest), encoding="utf-8")
         for name in os.listdir(path):
             _fsync(path / name)
+        _write_manifest(path)
         _fsync(path)
         return path
 
