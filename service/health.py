@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from relevance_core.redaction import redact_url
+
 TEACHER_PROBE_TIMEOUT_S = 0.5  # readiness probes must stay fast; a refused connection answers at once
 
 
@@ -34,7 +36,7 @@ async def teacher_health(base_url: str | None, api_key: str | None = None) -> He
         async with httpx.AsyncClient(timeout=TEACHER_PROBE_TIMEOUT_S) as client:
             response = await client.get(url, headers=headers)
     except httpx.HTTPError as exc:
-        return Health(False, f"{url}: {type(exc).__name__}")
+        return Health(False, f"{redact_url(url)}: {type(exc).__name__}")
     if response.status_code != 200:
-        return Health(False, f"{url}: HTTP {response.status_code}")
-    return Health(True, f"{url} answers")
+        return Health(False, f"{redact_url(url)}: HTTP {response.status_code}")
+    return Health(True, f"{redact_url(url)} answers")

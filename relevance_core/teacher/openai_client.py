@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from relevance_core.cot import Judgement, ParseResult, judgement_of, parse
 from relevance_core.cot.grounding import grounded_grammar
+from relevance_core.redaction import redact, redact_url
 from relevance_core.teacher.prompt import ChatMessage, chatml_prompt, teacher_messages
 from relevance_core.teacher.score import (
     DEFAULT_MIN_MASS,
@@ -260,11 +261,12 @@ class TeacherClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         url = f"{self.base_url}{path}"
+        shown = redact_url(url)  # for messages: a secret in the URL stays out of them
         failure, hint, attempt = "", None, 0
         while attempt <= self.retries:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                failure = f"no answer from {url} within {self.timeout_s:g} s"
+                failure = f"no answer from {shown} within {self.timeout_s:g} s"
                 break
             attempt += 1
             hint = None
@@ -272,19 +274,19 @@ class TeacherClient:
                 async with asyncio.timeout(remaining):
                     response = await self._http.post(path, json=payload, timeout=remaining)
             except (TimeoutError, httpx.TimeoutException):
-                failure = f"no answer from {url} within {self.timeout_s:g} s"
+                failure = f"no answer from {shown} within {self.timeout_s:g} s"
             except httpx.TransportError as error:
-                failure = f"cannot reach {url}: {error!r}"
+                failure = f"cannot reach {shown}: {redact(repr(error))}"
             else:
                 if response.status_code == 429 or response.status_code >= 500:
-                    failure = f"{url} answered HTTP {response.status_code}: {response.text[:200]}"
+                    failure = f"{shown} answered HTTP {response.status_code}: {response.text[:200]}"
                     hint = _retry_after(response.headers.get("Retry-After"))
                 elif response.is_error:
                     raise TeacherResponseError(
-                        f"{url} answered HTTP {response.status_code}: {response.text[:500]}", response.status_code
+                        f"{shown} answered HTTP {response.status_code}: {response.text[:500]}", response.status_code
                     )
                 else:
-                    return _json(response, url), attempt
+                    return _json(response, shown), attempt
             delay = hint if hint is not None else self.backoff_s * 2 ** (attempt - 1)
             if attempt > self.retries or loop.time() + delay >= deadline:
                 break

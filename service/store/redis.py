@@ -18,12 +18,12 @@ their ids to the set, so a Redis that restarted empty gets its metadata back wit
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from relevance_core.redaction import redact_url
 from service.health import Health
 from service.store import ItemBatch, ItemTokens, StoreError
 from service.store.codec import TokenCodec
@@ -33,16 +33,6 @@ IDS_SUFFIX = "#ids"
 _IDS_PER_CHECK = 4096
 
 
-def _display_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def connect(url: str, *, timeout_s: float = 2.0, retries: int = 1) -> redis.Redis:
     """A client that fails fast: ``timeout_s`` to connect and per command, ``retries`` immediate retries on a
     connection error (the request path falls back to encoding rather than waiting on a dead Redis)."""
@@ -50,7 +40,7 @@ def connect(url: str, *, timeout_s: float = 2.0, retries: int = 1) -> redis.Redi
         return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                     retry=Retry(NoBackoff(), retries))
     except ValueError as exc:
-        raise StoreError(f"redis {_display_url(url)}: bad URL: {exc}") from None
+        raise StoreError(f"redis {redact_url(url)}: bad URL: {exc}") from None
 
 
 def _raw(value: bytes | str | None) -> bytes | None:
@@ -71,7 +61,7 @@ def active_version(url: str, namespace: str) -> str | None:
     try:
         value = client.get(active_key(namespace))
     except redis.RedisError as exc:
-        raise StoreError(f"redis {_display_url(url)}: cannot read {active_key(namespace)}: {exc}") from None
+        raise StoreError(f"redis {redact_url(url)}: cannot read {active_key(namespace)}: {exc}") from None
     finally:
         client.close()
     raw = _raw(value)
@@ -85,7 +75,7 @@ class RedisItemStore:
 
     def __init__(self, url: str, namespace: str, model_version: str, codec: TokenCodec | None = None, *,
                  chunk_size: int = 256, timeout_s: float = 2.0) -> None:
-        self.url = _display_url(url)
+        self.url = redact_url(url)
         self.namespace = namespace
         self.model_version = model_version
         self.chunk_size = chunk_size

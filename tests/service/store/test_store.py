@@ -388,9 +388,10 @@ def test_redis_stopping_mid_way_is_a_store_error(start_redis: Callable[[], Redis
     store.close()
 
 
-def test_redis_url_password_stays_out_of_messages() -> None:
-    store = RedisItemStore(f"redis://user:hunter2@127.0.0.1:{free_port()}/0", "pw", "colbert:1", SQ8,
-                           timeout_s=0.5)
+@pytest.mark.parametrize("form", ["redis://user:hunter2@127.0.0.1:{port}/0",
+                                  "redis://127.0.0.1:{port}/0?password=hunter2"])
+def test_redis_url_password_stays_out_of_messages(form: str) -> None:
+    store = RedisItemStore(form.format(port=free_port()), "pw", "colbert:1", SQ8, timeout_s=0.5)
     with pytest.raises(StoreError) as caught:
         store.get_many(["p0"])
     assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
