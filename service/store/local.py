@@ -35,6 +35,7 @@ generation held are unknown until they are written or indexed again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -223,7 +224,9 @@ class _Journal:
                 self.db.executemany("INSERT OR REPLACE INTO items (id, blob) VALUES (?, ?)", blobs.items())
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk does): the original error is the cause to report
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot journal {len(blobs)} items: {exc}") from None

@@ -128,3 +128,21 @@ def test_with_no_intact_generation_the_store_refuses(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"codes\.npy.*damaged"):
         LocalItemStore(tmp_path, "colbert:1")
     assert os.readlink(tmp_path / "colbert:1" / "current") == second.name  # nothing was rewritten
+
+
+def test_a_full_journal_reports_the_cause_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """SQLite's own limit on the journal's size (``max_page_count``) gives the error a full disk gives,
+    SQLITE_FULL: the write is refused naming that cause, and the items acknowledged before it stay."""
+    store = LocalItemStore(tmp_path, "colbert:1", SQ8)
+    store.put_many({k: ITEMS[k] for k in FIRST[:5]})
+    journal = store._journal
+    assert journal is not None
+    pages = journal.db.execute("PRAGMA page_count").fetchone()[0]
+    journal.db.execute(f"PRAGMA max_page_count={pages + 1}")
+    with pytest.raises(StoreError, match="database or disk is full"):
+        store.put_many({k: ITEMS[k] for k in LATER})
+    store.close()
+    reopened = LocalItemStore(tmp_path, "colbert:1")
+    assert all(item is not None for item in reopened.get_many(FIRST[:5]))
+    assert all(item is None for item in reopened.get_many(LATER))
+    reopened.close()
