@@ -168,7 +168,6 @@ def test_version_switch_under_load(catalogue: Path, saturation: dict[str, Any], 
         assert httpx.get(f"{gateway.url}/readyz").json()["model_version"] == "colbert:1"
         thread, result = in_background(lambda: loadtest(gateway.url, catalogue, tmp_path / "load", "--rate",
                                                         f"{rate:g}", "--duration", "25", *limit))
-        started = time.monotonic()
         indexed = index(catalogue, store_dir=store_dir, repository=repository, version=2, limit=SWITCH_ITEMS)
         activated = time.monotonic()
         while httpx.get(f"{gateway.url}/readyz").json()["model_version"] != "colbert:2":
@@ -185,7 +184,8 @@ def test_version_switch_under_load(catalogue: Path, saturation: dict[str, Any], 
         "timeouts": run["timeouts"], "p99_ms": run["p99_ms"], "index_seconds": indexed["seconds"],
         "activation_to_switch_s": round(switched - activated, 3),
         "switch_counted": 'relevance_version_switches_total{outcome="ok"} 1.0' in metrics})
-    assert switched > started and served_without_failure(run)
+    assert 'relevance_version_switches_total{outcome="ok"} 1.0' in metrics, "the switch was not counted"
+    assert served_without_failure(run)
 
 
 def test_redis_killed_and_restarted_empty_under_load(catalogue: Path, saturation: dict[str, Any], report: Report,
