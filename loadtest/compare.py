@@ -69,7 +69,7 @@ def server_specs(prepared: Prepared, settings: CompareSettings) -> dict[str, tup
     gateway = ServerSpec("gateway", [python, "-m", "relevance.cli", "serve", "--port", "{port}", "--grpc-port", "0",
                                      "--log-level", "warning"],
                          env={"RELEVANCE_STORE": "local", "RELEVANCE_STORE_DIR": str(prepared.store_dir),
-                              "RELEVANCE_QUERY_CACHE_SIZE": "0", "RELEVANCE_TITLE_CACHE_SIZE": "0",
+                              "RELEVANCE_QUERY_CACHE_MIB": "0", "RELEVANCE_TITLE_CACHE_MIB": "0",
                               "RELEVANCE_WRITE_BACK": "false", "HF_HUB_OFFLINE": "1",
                               # no explanations here: `relevance serve` would otherwise start the local teacher
                               # (a torch process) beside the gateway, on the cores being measured

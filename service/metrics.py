@@ -32,6 +32,10 @@ class Metrics:
         self.queue_depth = Gauge("relevance_encoder_queue_depth", "Queries waiting for the encoder.", registry=r)
         self.query_cache = Counter("relevance_query_cache_requests_total", "Query-embedding cache lookups.",
                                    ["result"], registry=r)
+        self.title_cache = Counter("relevance_title_cache_requests_total", "Lookups of titles encoded on the fly "
+                                   "in their cache.", ["result"], registry=r)
+        self.cache_bytes = Gauge("relevance_cache_size_bytes", "Bytes held by a cache of embeddings (bounded by "
+                                 "query_cache_mib, title_cache_mib).", ["cache"], registry=r)
         self.items_scored = Counter("relevance_items_scored_total", "Items scored, by where their embeddings came "
                                     "from (store, title).", ["source"], registry=r)
         self.item_errors = Counter("relevance_item_errors_total", "Items reported with an error instead of a "
@@ -91,5 +95,8 @@ class Metrics:
             self.stage.labels(stage)
         for result in ("hit", "miss"):
             self.query_cache.labels(result)
+            self.title_cache.labels(result)
+        for cache in ("query", "title"):
+            self.cache_bytes.labels(cache)
         for source in ("store", "title"):
             self.items_scored.labels(source)

@@ -54,8 +54,10 @@ class Settings(BaseSettings):
         0.0, ge=0.0, description="How long a batch waits to fill (ms); 0 = batches form from what queued while "
                                  "the encoder was busy, so a lone request never waits.")
     queue_size: int = Field(2048, ge=1, description="Queries waiting for the encoder before 429 (overloaded).")
-    query_cache_size: int = Field(50_000, ge=0, description="LRU entries of query embeddings (0 = off).")
-    title_cache_size: int = Field(50_000, ge=0, description="LRU entries of titles encoded on the fly.")
+    query_cache_mib: float = Field(64.0, ge=0, description="Memory for cached query embeddings, MiB, least recently "
+                                   "used evicted first (0 = off).")
+    title_cache_mib: float = Field(128.0, ge=0, description="Memory for embeddings of titles encoded on the fly, MiB, "
+                                   "least recently used evicted first (0 = off).")
 
     # --- explanation (ELLM-rele teacher, OpenAI-compatible API) -------------------------------------------
     teacher_url: str | None = Field(None, description="Base URL of the teacher, e.g. http://vllm:8000/v1.")

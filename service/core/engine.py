@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from cachetools import LRUCache
@@ -82,6 +82,31 @@ class ScoreOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+ENTRY_OVERHEAD_BYTES = 256
+"""What a cache entry costs beside its arrays (key, objects, the LRU's bookkeeping), roughly."""
+
+
+def entry_bytes(value: QueryTokens | ItemTokens) -> int:
+    """The memory a cached embedding holds: its arrays, plus the entry's overhead."""
+    mask = value.mask.nbytes if isinstance(value, ItemTokens) else 0
+    return ENTRY_OVERHEAD_BYTES + int(value.vectors.nbytes + value.token_ids.nbytes + mask)
+
+
+Cached = TypeVar("Cached", bound=QueryTokens | ItemTokens)
+
+
+class ByteBoundedLRU(LRUCache[str, Cached]):
+    """An LRU cache bounded by the bytes its entries hold (`entry_bytes`); an entry larger than the whole bound is
+    not kept (cachetools would raise)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(maxsize=max_bytes, getsizeof=entry_bytes)
+
+    def __setitem__(self, key: str, value: Cached) -> None:
+        if self.getsizeof(value) <= self.maxsize:
+            super().__setitem__(key, value)
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
@@ -98,10 +123,11 @@ class ScoringEngine:
         self.queries: MicroBatcher[str, QueryTokens] = MicroBatcher(
             self._encode_queries, self.encoder_thread, max_size=settings.batch_max_size,
             max_wait_s=settings.batch_max_wait_ms / 1000.0, queue_size=settings.queue_size, metrics=metrics)
-        self.query_cache: LRUCache[str, QueryTokens] | None = (
-            LRUCache(settings.query_cache_size) if settings.query_cache_size else None)
-        self.title_cache: LRUCache[str, ItemTokens] | None = (
-            LRUCache(settings.title_cache_size) if settings.title_cache_size else None)
+        mib = 2**20
+        self.query_cache: ByteBoundedLRU[QueryTokens] | None = (
+            ByteBoundedLRU(int(settings.query_cache_mib * mib)) if settings.query_cache_mib else None)
+        self.title_cache: ByteBoundedLRU[ItemTokens] | None = (
+            ByteBoundedLRU(int(settings.title_cache_mib * mib)) if settings.title_cache_mib else None)
         meta = model.meta
         self._special = {i for i in (meta.cls_id, meta.sep_id, meta.pad_id, meta.query_marker_id,
                                      meta.item_marker_id) if i is not None}
@@ -139,6 +165,7 @@ class ScoringEngine:
         tokens = await self.queries.submit(text)
         if cache is not None:
             cache[text] = tokens
+            self.metrics.cache_bytes.labels("query").set(cache.currsize)
         return tokens
 
     async def encode_titles(self, titles: Sequence[str]) -> list[ItemTokens]:
@@ -146,6 +173,10 @@ class ScoringEngine:
         cache = self.title_cache
         out: list[ItemTokens | None] = [cache.get(t) if cache is not None else None for t in titles]
         todo = sorted({t for t, got in zip(titles, out, strict=True) if got is None})
+        if cache is not None:
+            hits = sum(got is not None for got in out)
+            self.metrics.title_cache.labels("hit").inc(hits)
+            self.metrics.title_cache.labels("miss").inc(len(out) - hits)
         if todo:
             started = time.perf_counter()
             loop = asyncio.get_running_loop()
@@ -157,6 +188,7 @@ class ScoringEngine:
             self.metrics.stage.labels("encode_items").observe(time.perf_counter() - started)
             if cache is not None:
                 cache.update(encoded)
+                self.metrics.cache_bytes.labels("title").set(cache.currsize)
             return [got if got is not None else encoded[t] for t, got in zip(titles, out, strict=True)]
         return [got for got in out if got is not None]  # every title was cached
 

@@ -178,7 +178,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     store.activate()
     store.close()
     settings = Settings(model_repository=SHIPPED, store="local", store_dir=root,  # type: ignore[call-arg]
-                        grpc_port=None, query_cache_size=0, title_cache_size=0)
+                        grpc_port=None, query_cache_mib=0, title_cache_mib=0)
     with ServerThread(create_app(settings)) as server:
         yield server
 

@@ -231,7 +231,7 @@ def test_default_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.store_kind == "redis" and settings.redis_url == f"redis://{PREFIX}-redis:6379/0"
     assert ports(find(manifests, "Service", f"{PREFIX}-redis")["spec"]) == {"redis": 6379}
     assert settings.teacher_url is None  # /v1/explain answers 503 until a teacher is configured
-    assert settings.onnx_threads == 1 and settings.query_cache_size == 50_000
+    assert settings.onnx_threads == 1 and settings.query_cache_mib == 64
     deployment = find(manifests, "Deployment", f"{PREFIX}-gateway")
     assert "replicas" not in deployment["spec"]  # the HPA owns it
     hpa = find(manifests, "HorizontalPodAutoscaler", f"{PREFIX}-gateway")

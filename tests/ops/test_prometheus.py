@@ -131,7 +131,7 @@ def test_prometheus_scrapes_a_live_gateway_and_every_query_has_data(
     prom, metrics_port = prometheus
     settings = Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
                         store_dir=tmp_path / "index", grpc_port=free_port((metrics_port,)), metrics_port=metrics_port,
-                        max_concurrent_requests=2, max_queued_requests=2, max_queue_wait_ms=5, query_cache_size=4)
+                        max_concurrent_requests=2, max_queued_requests=2, max_queue_wait_ms=5, query_cache_mib=0.05)
     with serving(create_app(settings)) as port:
         asyncio.run(traffic(f"http://127.0.0.1:{port}", settings.grpc_port or 0, seconds=6.0))
         time.sleep(2.5)  # two more scrapes and rule evaluations

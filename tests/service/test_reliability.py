@@ -136,7 +136,7 @@ def test_overload_is_shed_with_429_and_retry_after(tiny_model_repository: Path, 
     Retry-After for the excess, 200s for the rest, never a 5xx; the gauges return to 0."""
     app = create_app(Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
                               store_dir=tmp_path, grpc_port=None, max_concurrent_requests=1, max_queued_requests=1,
-                              max_queue_wait_ms=2000, title_cache_size=0, query_cache_size=0))
+                              max_queue_wait_ms=2000, title_cache_mib=0, query_cache_mib=0))
 
     async def burst(url: str) -> list[tuple[int, float, str | None]]:
         async with httpx.AsyncClient(timeout=30) as client:
@@ -170,7 +170,7 @@ def test_work_stops_for_clients_that_left(tiny_model_repository: Path, tmp_path:
     hand-over against the disconnect notices)."""
     app = create_app(Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
                               store_dir=tmp_path, grpc_port=None, max_concurrent_requests=1, max_queued_requests=8,
-                              max_queue_wait_ms=10_000, title_cache_size=0, query_cache_size=0))
+                              max_queue_wait_ms=10_000, title_cache_mib=0, query_cache_mib=0))
 
     def counted(url: str, name: str, want: float, **labels: str) -> str:
         deadline = time.monotonic() + 20
