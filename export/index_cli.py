@@ -22,6 +22,7 @@ DEFAULT_STORE_DIR = REPO_ROOT / "data" / "index"  # the gateway's default store_
 
 class CodecChoice(StrEnum):
     sq8 = "sq8"
+    pq32 = "pq32"
     float32 = "float32"
 
 
@@ -34,8 +35,9 @@ def index(
         envvar="REDIS_URL", help="Redis URL (e.g. redis://127.0.0.1:6379/0); without it, the local store.")] = None,
     store_dir: Annotated[Path, typer.Option(help="Local store directory (without --redis).")] = DEFAULT_STORE_DIR,
     namespace: Annotated[str, typer.Option(help="Redis key prefix: <namespace>:<model version>:<id>.")] = "relevance",
-    codec: Annotated[CodecChoice, typer.Option(help="sq8 (8-bit, 4x smaller) or float32 (exact).")] = (
-        CodecChoice.sq8),
+    codec: Annotated[CodecChoice, typer.Option(help="sq8 (8-bit scalar, 4x smaller than float32), pq32 (product "
+                                                    "quantisation, 32 bytes per token, 16x smaller) or float32 "
+                                                    "(exact).")] = CodecChoice.sq8,
     batch_size: Annotated[int, typer.Option(min=1, help="Titles per encoder call.")] = 64,
     limit: Annotated[int | None, typer.Option(min=1, help="Index only the first N products.")] = None,
     evaluate: Annotated[Path | None, typer.Option(

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from export.indexer import IndexingError, evaluate_codec, index_catalogue
 from relevance.cli import app
 from relevance_core.data import Pair, Product, build_catalogue, load_pairs, write_catalogue, write_pairs
+from service.core.maxsim import maxsim
 from service.core.runtime import ColBERTModel, TokenEmbeddings, load_runtime_model
-from service.store import StoreError
+from service.store import StoreError, pad_items
 from service.store import local as local_store
 from service.store import redis as redis_store
 from service.store.codec import TokenCodec
@@ -171,3 +172,38 @@ def test_index_cli_redis_and_local(tmp_path: Path, redis_server: RedisServer, pr
 
     refused = CliRunner().invoke(app, ["index", *common, "--store-dir", str(tmp_path / "index")])
     assert refused.exit_code == 2 and "encoded with float32" in refused.output
+
+
+def test_a_pq32_index_is_served_end_to_end_from_the_local_and_redis_stores(
+        tmp_path: Path, redis_server: RedisServer, products: list[Product], tiny_model_repository: Path,
+        model: ColBERTModel) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.ports import free_port
+
+    catalogue = tmp_path / "catalogue.tsv"
+    write_catalogue(catalogue, products)
+    common = ["--catalog", str(catalogue), "--model-repository", str(tiny_model_repository), "--codec", "pq32"]
+    local = _index_cli(*common, "--store-dir", str(tmp_path / "index"))
+    remote = _index_cli(*common, "--redis", redis_server.url, "--namespace", "pq")
+    for summary in (local, remote):
+        assert summary["codec"] == "pq32" and summary["items"] == 40
+        assert summary["bytes_per_item"] <= 4 + summary["tokens_per_item"] * (32 + 4) + 4  # type: ignore[operator]
+    query, ids = "corner brace", [p.product_uid for p in products]
+    # what the gateway must serve: MaxSim over the stored (pq32-decoded) tokens, calibrated
+    reader = LocalItemStore(tmp_path / "index", model.version.label)
+    stored = reader.get_many(ids)
+    reader.close()
+    vectors, mask = pad_items([item for item in stored if item is not None], model.meta.dim)
+    q = model.encode_queries([query])
+    expected = model.probability(maxsim(q.vectors, q.mask, vectors, mask))
+    for store in ({"store": "local", "store_dir": str(tmp_path / "index")},
+                  {"store": "redis", "redis_url": redis_server.url, "namespace": "pq"}):
+        settings = Settings.model_validate({"model_repository": str(tiny_model_repository), "grpc_port": free_port(),
+                                            "teacher_local": False, "encode_missing": False, **store})
+        with TestClient(create_app(settings)) as client:
+            body = client.post("/v1/score", json={"query": query, "items": [{"id": i} for i in ids]}).json()
+        assert {s["source"] for s in body["scores"]} == {"store"}, store
+        np.testing.assert_allclose([s["score"] for s in body["scores"]], expected, atol=1e-5, err_msg=str(store))

@@ -98,6 +98,39 @@ def test_items_as_bytes(codec: TokenCodec) -> None:
     assert_same(restored.decode_items(blobs[:1])[0], items[0], codec)
 
 
+def _clustered_tokens(n: int, seed: int) -> np.ndarray:
+    """Unit vectors around 64 directions, as a trained encoder's tokens cluster (random vectors would not)."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(size=(64, DIM))
+    vectors = centres[rng.integers(0, 64, n)] + 0.3 * rng.normal(size=(n, DIM))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pq() -> TokenCodec:
+    return TokenCodec.train_pq(_clustered_tokens(4000, 0))
+
+
+def test_pq32_keeps_clustered_tokens_and_decodes_as_faiss_does(pq: TokenCodec) -> None:
+    fresh = _clustered_tokens(2000, 1)  # not the training data
+    codes = pq.encode_vectors(fresh)
+    assert codes.shape == (2000, 32) and pq.code_size == 32
+    decoded = pq.decode_vectors(codes)
+    assert cosines(decoded, fresh).mean() > 0.95
+    header = 9  # magic, kind, dim (see codec._CODEC_HEADER)
+    index = faiss.deserialize_index(np.frombuffer(pq.to_bytes(), dtype=np.uint8, offset=header))
+    np.testing.assert_allclose(decoded, index.sa_decode(codes), atol=1e-6)
+    restored = TokenCodec.from_bytes(pq.to_bytes())
+    assert restored == pq and np.array_equal(restored.decode_vectors(codes), decoded)
+    item = ItemTokens(fresh[:21], np.ones(21, bool), np.arange(21, dtype=np.int32))
+    blob = pq.encode_items([item])[0]
+    assert len(blob) == pq.item_nbytes(21) <= 1024  # a typical title's ~21 tokens under 1 KiB
+    got = pq.decode_items([blob])[0]
+    assert got is not None and np.array_equal(got.token_ids, item.token_ids)
+    with pytest.raises(ValueError, match="at least 256 sample vectors"):
+        TokenCodec.train_pq(fresh[:100])
+
+
 def test_sq8_is_about_four_times_smaller() -> None:
     n = 20
     assert F32.item_nbytes(n) / SQ8.item_nbytes(n) > 3.8
