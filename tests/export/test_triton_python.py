@@ -39,7 +39,7 @@ def test_the_variant_keeps_the_tensors_and_schedules_on_cpu(tiny_model_repositor
 
 
 def test_refusals_name_the_problem(tiny_model_repository: Path, tmp_path: Path) -> None:
-    with pytest.raises(TritonPythonError, match="no config.pbtxt"):
+    with pytest.raises(TritonPythonError, match=r"no config\.pbtxt"):
         write_python_variant(tmp_path, tmp_path / "out")
     with pytest.raises(TritonPythonError, match=r"versions \[7\] not found; present: \[1\]"):
         write_python_variant(tiny_model_repository / "colbert", tmp_path, versions=[7])
