@@ -8,18 +8,22 @@ version), serving a CPU repository (``relevance export triton-python``) on free 
   wheel's (links) with the stub built for this interpreter's version, this interpreter's ``libpython`` first on
   the library path and its ``bin`` first on ``PATH``, so the stub imports numpy and onnxruntime from this
   environment.
-- **It never outlives its parent.** Started like the local teacher (:mod:`relevance_core.teacher.process`): the
-  kernel sends it SIGKILL when the parent dies (``PR_SET_PDEATHSIG``, SIGKILL of the parent included), in its own
-  process group with its stubs; `stop` sends SIGTERM to the group, then SIGKILL after a grace period. Start it
-  from the main thread.
+- **It never outlives its parent.** Started like the local teacher (:mod:`relevance_core.teacher.process`), in
+  its own process group with its stubs, but the kernel sends it SIGTERM, not SIGKILL, when the parent dies
+  (``PR_SET_PDEATHSIG``, SIGKILL of the parent included): Triton's graceful shutdown (bounded by
+  ``--exit-timeout-secs``) is what ends the stubs, and a stub that has served requests hangs instead of exiting
+  when its server is killed. `stop` sends SIGTERM to the group, then SIGKILL after a grace period. Start it from
+  the main thread.
 - **Ready means ``/v2/health/ready``.** Triton answers 200 once every model of the repository is loaded
   (``--strict-readiness``); `wait_ready` polls it, and says so when the server exits first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -111,7 +115,8 @@ class TritonProcess:
                    "--allow-metrics", "false", "--exit-timeout-secs", "5"]
         self.process = subprocess.Popen(command, env=installation.environment(), stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=subprocess.STDOUT if log is not None else None,
-                                        preexec_fn=die_with_parent(os.getpid()), start_new_session=True)
+                                        preexec_fn=die_with_parent(os.getpid(), death_signal=signal.SIGTERM),
+                                        start_new_session=True)
 
     @property
     def http_url(self) -> str:
@@ -142,8 +147,12 @@ class TritonProcess:
             time.sleep(0.2)
 
     def stop(self, grace_s: float = 10.0) -> int:
-        """SIGTERM to the server's process group (its stubs included), SIGKILL after ``grace_s``; its exit code."""
+        """SIGTERM to the server's process group (its stubs included), SIGKILL after ``grace_s``, then SIGKILL to
+        whatever of the group is left (a stub of a server that was killed); the server's exit code."""
         try:
-            return stop_process(self.process, grace_s, group=True)
+            code = stop_process(self.process, grace_s, group=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            return code
         finally:
             self._scratch.cleanup()

@@ -1,6 +1,6 @@
-"""The local Triton: the nvidia-pytriton wheel's real tritonserver started by `relevance triton serve` on the
-tiny CPU repository; ready on /v2/health/ready, and gone (with its Python-backend stubs) when its parent ends,
-whether by SIGTERM, SIGINT or SIGKILL."""
+"""The local Triton: the nvidia-pytriton wheel's real tritonserver started by `relevance triton serve` (or by
+`relevance serve` with RELEVANCE_TRITON_LOCAL_REPOSITORY) on the tiny CPU repository; ready on /v2/health/ready,
+and gone (with its Python-backend stubs) when its parent ends, whether by SIGTERM, SIGINT or SIGKILL."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from relevance.cli import app
 from relevance_core.paths import REPO_ROOT
 from relevance_core.triton_server import WHEEL, TritonInstallation, TritonServerError
+from tests.service.gateway_process import GatewayProcess, local_settings
 
 
 def _children(pid: int) -> list[int]:
@@ -93,3 +94,27 @@ def test_the_installed_wheel_is_complete() -> None:
     done = subprocess.run([str(installation.binary), "--help"], env=installation.environment(), capture_output=True,
                           text=True, timeout=60)
     assert done.stderr.startswith("Usage: tritonserver") and "--model-repository" in done.stderr  # exit code 1
+
+
+def test_relevance_serve_starts_its_own_triton_and_takes_it_down_with_it(tiny_cpu_repository: Path,
+                                                                       tiny_model_repository: Path,
+                                                                       tmp_path: Path) -> None:
+    """One command: the gateway on a local Triton. /v1/score runs on it; SIGKILL of the gateway ends it."""
+    settings = local_settings(tiny_model_repository, tmp_path, backend="triton",
+                              triton_local_repository=tiny_cpu_repository, triton_timeout_s=10)
+    gateway = GatewayProcess(settings).start()
+    try:
+        assert gateway.process is not None
+        servers = [pid for pid in _children(gateway.process.pid)
+                   if Path(f"/proc/{pid}/comm").read_text().strip() == "tritonserver"]
+        assert len(servers) == 1
+        stubs = _children(servers[0])
+        ready = httpx.get(f"{gateway.url}/readyz", timeout=10).json()
+        assert ready["dependencies"]["encoder"]["status"] == "ok", ready
+        response = httpx.post(f"{gateway.url}/v1/score", timeout=30, json={
+            "query": "angle bracket", "items": [{"id": "1", "title": "Simpson Strong-Tie 12-Gauge Angle"}]})
+        assert response.status_code == 200 and response.json()["n_errors"] == 0, response.text
+        gateway.kill()
+        assert _gone([*servers, *stubs], 30)
+    finally:
+        gateway.stop()
