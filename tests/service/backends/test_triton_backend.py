@@ -179,7 +179,9 @@ def test_triton_killed_while_serving_gives_503_and_the_gateway_recovers(
             server.stop()
             response = client.post("/v1/score", json={"query": QUERIES[1], "items": ITEMS})
             assert response.status_code == 503, response.text
-            assert "triton" in response.text.lower() and url(server, protocol) in response.text
+            assert response.json()["detail"].startswith(
+                f"encoder unavailable: Triton at {url(server, protocol)} ({protocol}), model 'colbert' version 1: ")
+            assert response.headers["retry-after"] == "1"
             ready = client.get("/readyz")
             assert ready.status_code == 503 and "triton" in ready.text.lower(), ready.text
             server = start_triton(tiny_cpu_repository, tmp_path / "triton.log", **ports)
