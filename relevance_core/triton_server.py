@@ -14,6 +14,8 @@ version), serving a CPU repository (``relevance export triton-python``) on free 
   ``--exit-timeout-secs``) is what ends the stubs, and a stub that has served requests hangs instead of exiting
   when its server is killed. `stop` sends SIGTERM to the group, then SIGKILL after a grace period. Start it from
   the main thread.
+- **No shared memory left behind.** The Python backend talks to its stubs through ``/dev/shm`` regions, which a
+  killed server leaves there; this server's carry its own prefix, and `stop` removes those that remain.
 - **Ready means ``/v2/health/ready``.** Triton answers 200 once every model of the repository is loaded
   (``--strict-readiness``); `wait_ready` polls it, and says so when the server exits first.
 """
@@ -29,6 +31,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +44,7 @@ from relevance_core.processes import die_with_parent, stop_process
 WHEEL = "nvidia-pytriton==0.7.0"
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 STUB = "triton_python_backend_stub"
+SHM = Path("/dev/shm")
 
 
 class TritonServerError(RuntimeError):
@@ -107,12 +111,14 @@ class TritonProcess:
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port((self.http_port,))
         self._scratch = tempfile.TemporaryDirectory(prefix="relevance-triton-")
+        self.shm_prefix = f"relevance-triton-{uuid.uuid4().hex[:12]}-"
         backends = installation.backend_directory(Path(self._scratch.name) / "backends")
         command = [str(installation.binary), "--model-repository", str(repository.resolve()),
                    "--backend-directory", str(backends), "--strict-readiness", "true",
                    "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
                    "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-                   "--allow-metrics", "false", "--exit-timeout-secs", "5"]
+                   "--allow-metrics", "false", "--exit-timeout-secs", "5",
+                   f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}"]
         self.process = subprocess.Popen(command, env=installation.environment(), stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=subprocess.STDOUT if log is not None else None,
                                         preexec_fn=die_with_parent(os.getpid(), death_signal=signal.SIGTERM),
@@ -148,7 +154,8 @@ class TritonProcess:
 
     def stop(self, grace_s: float = 10.0) -> int:
         """SIGTERM to the server's process group (its stubs included), SIGKILL after ``grace_s``, then SIGKILL to
-        whatever of the group is left (a stub of a server that was killed); the server's exit code."""
+        whatever of the group is left (a stub of a server that was killed); removes its shared-memory regions.
+        Returns the server's exit code."""
         try:
             code = stop_process(self.process, grace_s, group=True)
             with contextlib.suppress(ProcessLookupError):
@@ -156,3 +163,9 @@ class TritonProcess:
             return code
         finally:
             self._scratch.cleanup()
+            for region in self.shm_regions():
+                region.unlink(missing_ok=True)
+
+    def shm_regions(self) -> list[Path]:
+        """This server's shared-memory regions present now."""
+        return sorted(SHM.glob(f"{self.shm_prefix}*"))

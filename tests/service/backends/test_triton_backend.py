@@ -190,8 +190,10 @@ def test_triton_killed_while_serving_gives_503_and_the_gateway_recovers(
                 assert time.monotonic() < deadline, "the gateway did not become ready again"
                 time.sleep(0.5)
             _score(client, QUERIES[1])
+            assert server.shm_regions()  # the Python backend's regions, named for this server
     finally:
         server.stop()
+    assert not server.shm_regions()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
