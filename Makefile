@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PYTRITON := nvidia-pytriton==0.7.0
 
 .PHONY: run evaluate-bm25 test test-slow test-faults lint typecheck system-packages venv proto
 
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	# run against): portable flags, both cores; pip caches the wheel, so only the first install pays.
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
 		$(BIN)/pip install --quiet -e '.[serving,training,teacher,dev]'
+	# the local Triton (relevance triton serve, the Triton backend tests) is the tritonserver binary that this wheel
+	# ships; its Python API, which pins numpy<2 against the project's numpy 2, is not used: no dependencies
+	$(BIN)/pip install --quiet --no-deps $(PYTRITON)
 	touch $(STAMP)
 
 venv: $(STAMP)

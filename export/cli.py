@@ -1,4 +1,5 @@
-"""``relevance export onnx | triton | tensorrt | calibrate``. torch is imported inside the commands that need it."""
+"""``relevance export onnx | triton | triton-python | tensorrt | calibrate``. torch is imported inside the commands
+that need it."""
 
 from __future__ import annotations
 
@@ -109,6 +110,31 @@ def triton(
         raise fail(str(exc)) from None
     Console(stderr=True).print(_variants_table(summary))
     Console(stderr=True).print(f"wrote {summary['directory']} and {summary['config']}", highlight=False)
+    print(json.dumps(summary))
+
+
+@export_app.command("triton-python")
+def triton_python(
+    model_dir: Annotated[Path, typer.Option(help="A model of the ONNX-layout repository, e.g. "
+                                                 "model_repository/colbert.")],
+    out: Annotated[Path, typer.Option(help="The CPU repository to write into (the model goes to OUT/<name>).")],
+    version: Annotated[list[int] | None, typer.Option(min=1, help="Versions to copy (repeat; default all).")] = None,
+    instances: Annotated[int, typer.Option(min=1, help="Model instances (instance group count, KIND_CPU).")] = 1,
+    intra_op_threads: Annotated[int, typer.Option(min=1, help="ONNX Runtime intra-op threads per instance.")] = 1,
+    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="Dynamic batching max queue delay.")] = 500,
+    force: Annotated[bool, typer.Option(help="Replace OUT/<name> if it exists.")] = False,
+) -> None:
+    """Write the CPU variant of a model: Triton's Python backend running each version's ONNX graph with ONNX
+    Runtime (config.pbtxt with backend "python", the same tensors; <version>/model.py). For `relevance triton
+    serve`; the ONNX layout stays the repository for a GPU / NGC Triton. The last line printed is JSON."""
+    from export.triton_python import PythonBackendOptions, TritonPythonError, write_python_variant
+
+    try:
+        options = PythonBackendOptions(instance_count=instances, intra_op_threads=intra_op_threads,
+                                       max_queue_delay_us=max_queue_delay_us)
+        summary = write_python_variant(model_dir, out, versions=version or None, options=options, force=force)
+    except TritonPythonError as exc:
+        raise fail(str(exc)) from None
     print(json.dumps(summary))
 
 

@@ -77,9 +77,14 @@ def build_config(spec: TritonModelSpec) -> mc.ModelConfig:
 
 def write_config(model_dir: Path, spec: TritonModelSpec) -> Path:
     """Write ``<model_dir>/config.pbtxt`` and return its path."""
+    return write_config_message(model_dir, build_config(spec))
+
+
+def write_config_message(model_dir: Path, config: mc.ModelConfig) -> Path:
+    """Write ``config`` as ``<model_dir>/config.pbtxt`` and return its path."""
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / "config.pbtxt"
-    path.write_text(text_format.MessageToString(build_config(spec)), encoding="utf-8")
+    path.write_text(text_format.MessageToString(config), encoding="utf-8")
     return path
 
 

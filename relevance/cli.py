@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from service.cli import serve
+from service.triton_cli import triton_app
 
 OFFLINE_PACKAGES = ("mkd", "export", "loadtest")
 
@@ -21,6 +22,8 @@ app = typer.Typer(
 )
 app.command("serve", help="Run the scoring gateway: REST (/v1/score, /v1/rerank, /v1/explain, /v1/items) and "
             "gRPC, with Prometheus metrics.")(serve)
+app.add_typer(triton_app, name="triton", help="A local Triton (the nvidia-pytriton wheel's tritonserver) on a CPU "
+              "repository (relevance export triton-python).")
 
 
 def _add_offline_commands() -> None:

@@ -1,11 +1,35 @@
-"""Stopping a child process: the one way the gateway, the load test and the tests end the servers they start."""
+"""Child processes: tying a child's life to its parent's, and stopping it; the one way the gateway, the load test
+and the tests start and end the servers they run."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int, nice: int = 0, death_signal: int = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn``: send this child ``death_signal`` (SIGKILL by default) when ``parent`` dies (Linux
+    ``PR_SET_PDEATHSIG``), and exit at once if it already has; lower its CPU priority by ``nice``. The kernel ties
+    the death signal to the *thread* that forked: start the child from the main thread, not from a worker thread
+    that may end first."""
+
+    def preexec() -> None:
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+        if nice:
+            os.nice(nice)
+
+    return preexec
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 10.0, *, group: bool = False) -> int:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from relevance_core.teacher.process import TeacherProcess
+    from relevance_core.triton_server import TritonProcess
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
@@ -45,6 +46,10 @@ def serve(
     except ValidationError as exc:
         raise fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())) \
             from None
+    triton = _start_local_triton(settings)
+    if triton is not None:
+        url = triton.grpc_url if settings.triton_protocol == "grpc" else triton.http_url
+        settings = settings.model_copy(update={"triton_url": url})
     teacher = _start_local_teacher(settings)
     gate = None
     if teacher is not None:
@@ -59,6 +64,8 @@ def serve(
     finally:
         if teacher is not None:
             teacher.stop()
+        if triton is not None:
+            triton.stop()
 
 
 def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
@@ -128,3 +135,26 @@ def _start_local_teacher(settings: Settings) -> TeacherProcess | None:
                     ", ".join(missing))
         return None
     return TeacherProcess.start_local(threads=settings.teacher_local_threads, nice=settings.teacher_local_nice)
+
+
+def _start_local_triton(settings: Settings) -> TritonProcess | None:
+    """With backend=triton and a local repository: tritonserver on free local ports, ready before the gateway
+    starts (the gateway reads the model metadata at start-up). A missing wheel or a server that does not become
+    ready stops ``relevance serve`` with a one-line message."""
+    if settings.backend != "triton" or settings.triton_local_repository is None:
+        return None
+    from relevance_core.console import fail
+    from relevance_core.triton_server import TritonProcess, TritonServerError
+
+    try:
+        triton = TritonProcess(settings.triton_local_repository)
+    except TritonServerError as exc:
+        raise fail(str(exc)) from None
+    log.info("starting tritonserver on %s (HTTP %s, gRPC %s)", settings.triton_local_repository, triton.http_url,
+             triton.grpc_url)
+    try:
+        triton.wait_ready(120.0)
+    except TritonServerError as exc:
+        triton.stop()
+        raise fail(str(exc)) from None
+    return triton

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     triton_url: str = Field("localhost:8001", description="Triton endpoint (host:port).")
     triton_protocol: Literal["grpc", "http"] = Field("grpc", description="Triton client protocol.")
     triton_timeout_s: float = Field(2.0, gt=0, description="Per-call Triton timeout.")
+    triton_local_repository: Path | None = Field(
+        None, description="With backend=triton: `relevance serve` starts a local tritonserver (the nvidia-pytriton "
+                          "wheel's) on this CPU repository (`relevance export triton-python`) on free ports, and "
+                          "uses it instead of triton_url; it stops with the gateway.")
 
     # --- item embedding store -------------------------------------------------------------------------------
     store: Literal["auto", "local", "redis"] = Field(

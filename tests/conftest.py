@@ -54,3 +54,15 @@ def tiny_model_repository(tmp_path_factory: pytest.TempPathFactory, tiny_checkpo
     export_triton(tiny_checkpoints["cross"], root, precision="fp32",
                   options=BatchingOptions(max_batch_size=32, preferred_batch_sizes=(8, 16), instance_count=2))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cpu_repository(tmp_path_factory: pytest.TempPathFactory, tiny_model_repository: Path) -> Path:
+    """The CPU (Python-backend) variant of ``tiny_model_repository``, both models, written by the project's
+    exporter. Read-only for tests."""
+    from export.triton_python import PythonBackendOptions, write_python_variant
+
+    root = tmp_path_factory.mktemp("cpu_repository")
+    for model in ("colbert", "cross"):
+        write_python_variant(tiny_model_repository / model, root, options=PythonBackendOptions(intra_op_threads=1))
+    return root

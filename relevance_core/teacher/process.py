@@ -21,27 +21,24 @@
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import httpx
 
 from relevance_core.net import free_port
-from relevance_core.processes import stop_process
+from relevance_core.processes import die_with_parent, stop_process
 from relevance_core.teacher.assets import SHIPPED_GGUF_ADAPTER, smollm2_gguf
 from relevance_core.teacher.openai_client import TeacherUnavailable
 
 log = logging.getLogger("relevance.teacher")
 LOCAL_MODEL = "ellm-rele-local"
-_PR_SET_PDEATHSIG = 1
 
 
 def missing_requirements() -> list[str]:
@@ -54,22 +51,6 @@ def missing_requirements() -> list[str]:
     if not SHIPPED_GGUF_ADAPTER.is_file():
         missing.append(f"{SHIPPED_GGUF_ADAPTER} (`relevance teacher gguf`)")
     return missing
-
-
-def _die_with_parent(parent: int, nice: int) -> Callable[[], None]:
-    """A ``preexec_fn``: SIGKILL this child when ``parent`` dies (Linux), and exit at once if it already has; lower
-    its CPU priority by ``nice``."""
-
-    def preexec() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(1)
-        if nice:
-            os.nice(nice)
-
-    return preexec
 
 
 def serve_command(port: int, *, threads: int = 1, model_name: str = LOCAL_MODEL,
@@ -88,7 +69,7 @@ class TeacherProcess:
         self.started = time.monotonic()
         self._ready = threading.Event()
         self._stopping = False
-        self.process = subprocess.Popen(list(command), preexec_fn=_die_with_parent(os.getpid(), nice),
+        self.process = subprocess.Popen(list(command), preexec_fn=die_with_parent(os.getpid(), nice),
                                         start_new_session=True)
         threading.Thread(target=self._watch, args=(poll_s,), name="teacher-health", daemon=True).start()
 

@@ -10,11 +10,19 @@ from typing import Any, Literal
 import numpy as np
 
 from relevance_core.model_repository import ModelVersion
+from service.backends import BackendUnavailable
 from service.health import Health
 
+# gRPC reconnects to a server that went away with exponential backoff (by default up to 2 minutes between tries);
+# capped at a second, the gateway serves again within about a second of Triton's return. Channel arguments replace
+# tritonclient's, so its message size limits are repeated (its keep-alive options are gRPC's defaults).
+_GRPC_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                   ("grpc.max_reconnect_backoff_ms", 1000)]
 
-class TritonUnavailableError(ConnectionError):
-    """Triton did not answer the model metadata request at start-up; the message names the URL and model."""
+
+class TritonUnavailableError(BackendUnavailable):
+    """Triton did not answer the model metadata request at start-up; the message names the URL, model and
+    version."""
 
 
 class TritonBackend:
@@ -29,6 +37,7 @@ class TritonBackend:
                  timeout_s: float = 2.0) -> None:
         self.url = url
         self.protocol = protocol
+        self.label = f"Triton at {url} ({protocol}), model {model_version.name!r} version {model_version.version}"
         self.timeout_s = timeout_s
         self.model_name = model_version.name
         self.version = str(model_version.version)
@@ -57,7 +66,10 @@ class TritonBackend:
 
     def _new_client(self) -> Any:
         if self.protocol == "grpc":
-            client = self._module.InferenceServerClient(url=self.url)
+            limit = self._module.MAX_GRPC_MESSAGE_SIZE
+            client = self._module.InferenceServerClient(url=self.url, channel_args=[
+                ("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit),
+                *_GRPC_RECONNECT])
         else:
             client = self._module.InferenceServerClient(url=self.url, connection_timeout=self.timeout_s,
                                                         network_timeout=self.timeout_s)
@@ -83,8 +95,11 @@ class TritonBackend:
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
         outputs = [self._module.InferRequestedOutput(self.output_name)]
-        result = self.client.infer(self.model_name, inputs, model_version=self.version, outputs=outputs,
-                                   **self._timeout)
+        try:
+            result = self.client.infer(self.model_name, inputs, model_version=self.version, outputs=outputs,
+                                       **self._timeout)
+        except (self._module.InferenceServerException, OSError) as exc:
+            raise BackendUnavailable(f"{self.label}: {exc}") from exc
         return np.asarray(result.as_numpy(self.output_name))
 
     def health(self) -> Health:

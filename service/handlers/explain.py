@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from service.backends import BackendUnavailable
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput
 from service.explain import (
@@ -26,7 +27,7 @@ from service.explain import (
 )
 from service.handlers.errors import ApiError, Kind
 from service.handlers.limits import check_item, check_query, check_text, invalid
-from service.handlers.scoring import EngineRef, current_engine, overloaded
+from service.handlers.scoring import EngineRef, current_engine, encoder_unavailable, overloaded
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -143,6 +144,9 @@ class ExplainHandler:
         except Overloaded as exc:
             outcome = "overloaded"
             raise overloaded(exc) from None
+        except BackendUnavailable as exc:
+            outcome = "unavailable"
+            raise encoder_unavailable(exc) from None
         finally:
             self.metrics.explain.labels(mode, outcome).inc()
             self.metrics.explain_latency.labels(mode).observe(time.perf_counter() - started)

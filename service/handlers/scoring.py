@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from relevance_core.cot import judgement_of
+from service.backends import BackendUnavailable
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput, Match, ScoringEngine
 from service.handlers.errors import ApiError, Kind
@@ -32,6 +33,10 @@ def current_engine(engine: EngineRef) -> ScoringEngine:
 
 def overloaded(exc: Overloaded) -> ApiError:
     return ApiError(Kind.OVERLOADED, str(exc), retry_after_s=1)
+
+
+def encoder_unavailable(exc: BackendUnavailable) -> ApiError:
+    return ApiError(Kind.UNAVAILABLE, f"encoder unavailable: {exc}", retry_after_s=1)
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ class ScoreHandler:
             outcome = await engine.score(query, list(items), evidence=evidence)
         except Overloaded as exc:
             raise overloaded(exc) from None
+        except BackendUnavailable as exc:
+            raise encoder_unavailable(exc) from None
         shadow = self.shadow()
         if shadow is not None:
             shadow.offer(query, [(item.id, item.title) for item in items], [r.score for r in outcome.items])
@@ -146,6 +153,8 @@ class RerankHandler:
                                          evidence=False, use_store=False)
         except Overloaded as exc:
             raise overloaded(exc) from None
+        except BackendUnavailable as exc:
+            raise encoder_unavailable(exc) from None
         ranked = sorted(((i, r.score or 0.0) for i, r in enumerate(outcome.items)), key=lambda x: -x[1])
         return Ranked(engine.model_version, ranked[:top_n] if top_n else ranked, outcome.timings_ms)
 
@@ -165,5 +174,7 @@ class UpsertHandler:
         engine = current_engine(self.engine)
         try:
             return engine.model_version, await engine.upsert(list(items))
+        except BackendUnavailable as exc:
+            raise encoder_unavailable(exc) from None
         except StoreError as exc:
             raise ApiError(Kind.UNAVAILABLE, f"store unavailable: {exc}", retry_after_s=5) from None

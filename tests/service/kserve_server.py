@@ -1,6 +1,6 @@
 """A KServe model server (Open Inference Protocol / KServe v2, REST and gRPC) that serves one version of a
-Triton-layout model repository with ONNX Runtime: a stand-in for Triton in the tests of
-``service.backends.triton``, since Triton itself cannot be installed here.
+Triton-layout model repository with ONNX Runtime: a stand-in for a GPU / NGC Triton serving the ONNX layout
+(``onnxruntime_onnx``), which the nvidia-pytriton wheel's Triton (no ONNX Runtime backend) cannot serve.
 
     python -m tests.service.kserve_server --repository DIR --model colbert [--version N] \
         --http-port 8000 --grpc-port 8001

@@ -1,46 +1,32 @@
-"""``service.backends.triton.TritonBackend`` against a real Open Inference Protocol (KServe v2) server: KServe's
-Python model server hosting the tiny exported ColBERT with ONNX Runtime (``tests/service/kserve_server.py``),
-started as a subprocess on free ports. Triton speaks the same REST and gRPC protocol; Triton itself cannot be
-installed here. No mocks: real sockets, real tritonclient, the gateway app with its lifespan."""
+"""``service.backends.triton.TritonBackend`` and the gateway with backend=triton against the real Triton: the
+nvidia-pytriton wheel's ``tritonserver`` (:mod:`relevance_core.triton_server`) serving the CPU variant of the tiny
+exported students (``tiny_cpu_repository``: Python backend, ONNX Runtime) on free ports, over gRPC and HTTP. No
+mocks: real sockets, real tritonclient, the gateway app with its lifespan."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from fastapi.testclient import TestClient
-from tritonclient.grpc import model_config_pb2 as mc
-from tritonclient.utils import InferenceServerException
 
-from export.triton import read_config
-from relevance_core.paths import REPO_ROOT
-from relevance_core.processes import stop_process
+from relevance_core.triton_server import TritonProcess
 from service.app import create_app
-from service.backends.triton import TritonBackend
-from service.core.runtime import ColBERTModel, load_runtime_model
+from service.backends.triton import TritonBackend, TritonUnavailableError
+from service.core.runtime import ColBERTModel, CrossEncoderModel, load_runtime_model
 from service.settings import Settings
 from tests.ports import free_port
 
-SERVER_MODULE = "tests.service.kserve_server"
 MODEL = "colbert"
 READY_TIMEOUT_S = 60.0
 Protocol = Literal["grpc", "http"]
 PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http")
-# what TritonBackend(...) raises when the server cannot give the model metadata: tritonclient's error (gRPC, or an
-# HTTP error status) or the socket's (HTTP, connection refused)
-STARTUP_ERRORS = (InferenceServerException, OSError)
 REFUSED = r"(?i)connection refused"
 
 QUERIES = ["angle bracket", "deck paint tugboat grey", "1/2 in. copper pipe fitting 90 degree elbow", "x"]
@@ -51,75 +37,26 @@ ITEMS = [
     {"id": "new-1", "title": "Everbilt 2 in. Zinc-Plated Corner Brace"},
 ]
 
-@dataclass
-class KServeServer:
-    """``python -m tests.service.kserve_server`` as a child process; its stdout and stderr go to ``log``."""
 
-    process: subprocess.Popen[bytes]
-    http_port: int
-    grpc_port: int
-    log: Path
+def start_triton(repository: Path, log: Path, **ports: int) -> TritonProcess:
+    """tritonserver on ``repository``, ready; its output in ``log`` (shown if it does not become ready)."""
+    with log.open("ab") as sink:
+        server = TritonProcess(repository, log=sink, **ports)
+    try:
+        server.wait_ready(READY_TIMEOUT_S)
+    except Exception:
+        server.stop()
+        pytest.fail(f"tritonserver was not ready:\n{log.read_text(errors='replace')[-6000:]}", pytrace=False)
+    return server
 
-    def url(self, protocol: Protocol) -> str:
-        return f"127.0.0.1:{self.grpc_port if protocol == 'grpc' else self.http_port}"
 
-    def output(self, last: int = 6000) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-last:] if self.log.exists() else ""
-
-    @classmethod
-    def start(cls, repository: Path, log: Path, timeout_s: float = READY_TIMEOUT_S) -> KServeServer:
-        http_port = free_port()
-        grpc_port = free_port((http_port,))
-        command = [sys.executable, "-m", SERVER_MODULE, "--repository", str(repository), "--model", MODEL,
-                   "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-        with log.open("wb") as sink:  # a file, not a pipe: a chatty server never blocks on a full pipe
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=sink,
-                                       stderr=subprocess.STDOUT)
-        server = cls(process, http_port, grpc_port, log)
-        server.wait_ready(timeout_s)
-        return server
-
-    def wait_ready(self, timeout_s: float) -> None:
-        """Until ``/v2/health/ready`` answers 200 and the gRPC ServerReady is true; a clear failure otherwise."""
-        deadline = time.monotonic() + timeout_s
-        grpc_client = grpcclient.InferenceServerClient(self.url("grpc"))
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    pytest.fail(f"the KServe server exited with {self.process.returncode} before it was ready:\n"
-                                f"{self.output()}", pytrace=False)
-                if self._http_ready() and self._grpc_ready(grpc_client):
-                    return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"the KServe server (HTTP {self.http_port}, gRPC {self.grpc_port}) was not ready in "
-                                f"{timeout_s:.0f} s:\n{self.output()}", pytrace=False)
-                time.sleep(0.2)
-        finally:
-            grpc_client.close()
-
-    def _http_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{self.url('http')}/v2/health/ready", timeout=1.0) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    @staticmethod
-    def _grpc_ready(client: Any) -> bool:
-        try:
-            return bool(client.is_server_ready(client_timeout=1.0))
-        except InferenceServerException:
-            return False
-
-    def stop(self) -> None:
-        stop_process(self.process, 15)
+def url(server: TritonProcess, protocol: Protocol) -> str:
+    return server.grpc_url if protocol == "grpc" else server.http_url
 
 
 @pytest.fixture(scope="module")
-def kserve_server(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeServer]:
-    server = KServeServer.start(tiny_model_repository, tmp_path_factory.mktemp("kserve") / "server.log")
+def triton(tiny_cpu_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
+    server = start_triton(tiny_cpu_repository, tmp_path_factory.mktemp("triton") / "server.log")
     yield server
     server.stop()
 
@@ -132,17 +69,18 @@ def runtime(tiny_model_repository: Path) -> ColBERTModel:
 
 
 @pytest.fixture(params=PROTOCOLS)
-def triton_backend(request: pytest.FixtureRequest, kserve_server: KServeServer,
+def triton_backend(request: pytest.FixtureRequest, triton: TritonProcess,
                    runtime: ColBERTModel) -> Iterator[TritonBackend]:
-    backend = TritonBackend(kserve_server.url(request.param), runtime.version, protocol=request.param, timeout_s=10.0)
+    backend = TritonBackend(url(triton, request.param), runtime.version, protocol=request.param, timeout_s=10.0)
     yield backend
     backend.close()
 
 
 @pytest.mark.parametrize("side", ["query", "item"])
-def test_triton_backend_returns_the_in_process_embeddings(triton_backend: TritonBackend, runtime: ColBERTModel,
-                                                          side: Literal["query", "item"]) -> None:
-    """(a) Same names from the server's metadata as the graph's, same embeddings for a real padded batch."""
+def test_triton_returns_the_in_process_embeddings(triton_backend: TritonBackend, runtime: ColBERTModel,
+                                                  side: Literal["query", "item"]) -> None:
+    """Input and output names read from Triton's model metadata at start-up are the graph's; the embeddings of a
+    real padded batch equal the in-process ones."""
     assert triton_backend.input_names == runtime.backend.input_names == ("input_ids", "attention_mask")
     assert triton_backend.output_name == "embeddings"
     health = triton_backend.health()
@@ -158,12 +96,40 @@ def test_triton_backend_returns_the_in_process_embeddings(triton_backend: Triton
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
-def test_http_versioned_paths_pin_the_version(kserve_server: KServeServer, runtime: ColBERTModel) -> None:
-    """The HTTP client asks for /v2/models/colbert/versions/<v>: a version the server does not have is refused
-    at construction. (kserve's gRPC servicer ignores the version field, so this is checked over HTTP only.)"""
-    other = dataclasses.replace(runtime.version, version=runtime.version.version + 1)
-    with pytest.raises(STARTUP_ERRORS, match="version 2 is not found"):
-        TritonBackend(kserve_server.url("http"), other, protocol="http")
+def test_concurrent_requests_batched_by_triton_are_split_back(triton_backend: TritonBackend,
+                                                              runtime: ColBERTModel) -> None:
+    """Many one-row requests at once: Triton's dynamic batcher hands model.py several of a shape together; each
+    caller gets its own rows back."""
+    feeds = [runtime.tokenizer.encode_side([f"{word} bracket"], "query").feed(triton_backend.input_names)
+             for word in ("angle", "corner", "shelf", "wall", "deck", "post", "joist", "hanger") * 3]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(triton_backend.run, feeds))
+    for feed, embeddings in zip(feeds, got, strict=True):
+        np.testing.assert_allclose(embeddings, runtime.backend.run(feed), atol=1e-5, rtol=0)
+
+
+def test_the_cross_encoder_output_keeps_its_reshape(triton: TritonProcess, tiny_model_repository: Path) -> None:
+    """The cross-encoder's per-row scalar (dims [1] reshaped to []) comes back as the graph's logits."""
+    cross = load_runtime_model(tiny_model_repository, model="cross")
+    assert isinstance(cross, CrossEncoderModel)
+    backend = TritonBackend(triton.grpc_url, cross.version, timeout_s=10.0)
+    try:
+        feed = cross.tokenizer.encode_pairs(QUERIES, [item["title"] for item in ITEMS]).feed(backend.input_names)
+        np.testing.assert_allclose(backend.run(feed).reshape(-1), cross.backend.run(feed).reshape(-1), atol=1e-5,
+                                   rtol=0)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_an_unknown_model_or_version_is_a_start_up_error_naming_both(triton: TritonProcess, runtime: ColBERTModel,
+                                                                     protocol: Protocol) -> None:
+    for wrong in (dataclasses.replace(runtime.version, version=2), dataclasses.replace(runtime.version, name="nope")):
+        with pytest.raises(TritonUnavailableError) as raised:
+            TritonBackend(url(triton, protocol), wrong, protocol=protocol, timeout_s=10.0)
+        message = str(raised.value)
+        assert f"Triton at {url(triton, protocol)} ({protocol})" in message
+        assert f"model {wrong.name!r} version {wrong.version}" in message
 
 
 def _score(client: TestClient, query: str) -> dict[str, Any]:
@@ -173,19 +139,22 @@ def _score(client: TestClient, query: str) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_gateway_on_triton_scores_like_the_in_process_gateway(kserve_server: KServeServer,
-                                                              tiny_model_repository: Path, tmp_path: Path,
-                                                              protocol: Protocol) -> None:
-    """(b) The gateway with backend=triton: /v1/score of items given with titles equals the in-process gateway."""
-    common: dict[str, Any] = {"model_repository": tiny_model_repository, "store": "local", "grpc_port": None}
-    triton = Settings(**common, store_dir=tmp_path / "triton", backend="triton", triton_protocol=protocol,
-                      triton_url=kserve_server.url(protocol), triton_timeout_s=10.0)
-    local = Settings(**common, store_dir=tmp_path / "local", backend="onnxruntime")
-    with TestClient(create_app(triton)) as on_triton, TestClient(create_app(local)) as in_process:
-        assert isinstance(on_triton.app.state.engine.model.backend, TritonBackend)  # type: ignore[attr-defined]
+def _settings(repository: Path, store_dir: Path, **triton: Any) -> Settings:
+    backend = {"backend": "triton", **triton} if triton else {"backend": "onnxruntime"}
+    return Settings(model_repository=repository, store="local", grpc_port=None, store_dir=store_dir, **backend)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_gateway_on_triton_scores_like_the_in_process_gateway(triton: TritonProcess, tiny_model_repository: Path,
+                                                              tmp_path: Path, protocol: Protocol) -> None:
+    """The gateway with backend=triton: /v1/score of items given with titles equals the in-process gateway."""
+    on_triton = _settings(tiny_model_repository, tmp_path / "triton", triton_protocol=protocol,
+                          triton_url=url(triton, protocol), triton_timeout_s=10.0)
+    local = _settings(tiny_model_repository, tmp_path / "local")
+    with TestClient(create_app(on_triton)) as remote, TestClient(create_app(local)) as in_process:
+        assert isinstance(remote.app.state.engine.model.backend, TritonBackend)  # type: ignore[attr-defined]
         for query in QUERIES[:3]:
-            got, want = _score(on_triton, query), _score(in_process, query)
+            got, want = _score(remote, query), _score(in_process, query)
             assert got["model_version"] == want["model_version"] == f"{MODEL}:1"
             assert [s["id"] for s in got["scores"]] == [item["id"] for item in ITEMS]
             assert {s["source"] for s in got["scores"]} == {"title"} and got["n_errors"] == 0
@@ -193,49 +162,54 @@ def test_gateway_on_triton_scores_like_the_in_process_gateway(kserve_server: KSe
                                        atol=1e-5, rtol=0)
 
 
-_V2_DATATYPES = {mc.TYPE_INT64: "INT64", mc.TYPE_FP32: "FP32", mc.TYPE_FP16: "FP16", mc.TYPE_INT32: "INT32"}
-
-
-def test_config_pbtxt_parses_and_agrees_with_the_served_graph(kserve_server: KServeServer,
-                                                              runtime: ColBERTModel) -> None:
-    """(c) config.pbtxt still parses as Triton's ModelConfig, and its tensors (batch axis prepended) are what the
-    server reports for the ONNX graph: names, v2 datatypes and shapes."""
-    config = read_config(runtime.version.config_path)
-    assert config.name == MODEL and config.platform == "onnxruntime_onnx" and config.max_batch_size > 0
-    client = grpcclient.InferenceServerClient(kserve_server.url("grpc"))
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_triton_killed_while_serving_gives_503_and_the_gateway_recovers(
+        tiny_cpu_repository: Path, tiny_model_repository: Path, tmp_path: Path, protocol: Protocol) -> None:
+    """Triton killed (SIGKILL) under a running gateway: requests that need the encoder answer 503 with the reason,
+    /readyz fails naming Triton; Triton back on the same ports: the gateway serves again by itself."""
+    ports = {"http_port": free_port(), "grpc_port": free_port()}
+    server = start_triton(tiny_cpu_repository, tmp_path / "triton.log", **ports)
+    settings = _settings(tiny_model_repository, tmp_path / "store", triton_protocol=protocol,
+                         triton_url=url(server, protocol), triton_timeout_s=5.0)
     try:
-        metadata = client.get_model_metadata(MODEL, str(runtime.version.version), as_json=True, client_timeout=10.0)
+        with TestClient(create_app(settings)) as client:
+            _score(client, QUERIES[0])
+            assert client.get("/readyz").status_code == 200
+            server.process.kill()
+            server.stop()
+            response = client.post("/v1/score", json={"query": QUERIES[1], "items": ITEMS})
+            assert response.status_code == 503, response.text
+            assert response.json()["detail"].startswith(
+                f"encoder unavailable: Triton at {url(server, protocol)} ({protocol}), model 'colbert' version 1: ")
+            assert response.headers["retry-after"] == "1"
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and "triton" in ready.text.lower(), ready.text
+            server = start_triton(tiny_cpu_repository, tmp_path / "triton.log", **ports)
+            deadline = time.monotonic() + 30
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the gateway did not become ready again"
+                time.sleep(0.5)
+            _score(client, QUERIES[1])
+            assert server.shm_regions()  # the Python backend's regions, named for this server
     finally:
-        client.close()
-
-    def declared(tensors: Any) -> list[tuple[str, str, list[int]]]:
-        return [(t.name, _V2_DATATYPES[t.data_type], [-1, *t.dims]) for t in tensors]
-
-    def served(tensors: list[dict[str, Any]]) -> list[tuple[str, str, list[int]]]:
-        return [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in tensors]
-
-    assert declared(config.input) == served(metadata["inputs"]) == [
-        ("input_ids", "INT64", [-1, -1]), ("attention_mask", "INT64", [-1, -1])]
-    assert declared(config.output) == served(metadata["outputs"]) == [
-        ("embeddings", "FP32", [-1, -1, runtime.meta.dim])]
+        server.stop()
+    assert not server.shm_regions()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_unreachable_server_fails_construction_and_gateway_start_up(runtime: ColBERTModel,
+def test_unreachable_triton_fails_construction_and_gateway_start_up(runtime: ColBERTModel,
                                                                     tiny_model_repository: Path, tmp_path: Path,
                                                                     protocol: Protocol) -> None:
-    """(d) Nothing listening: ``TritonBackend(...)`` raises at once (its constructor fetches the model metadata),
-    so the gateway with backend=triton fails at start-up (its lifespan raises) instead of serving 5xx later.
-    gRPC raises tritonclient's InferenceServerException (UNAVAILABLE, connection refused); HTTP lets the
-    socket's ConnectionRefusedError through."""
-    url = f"127.0.0.1:{free_port()}"
+    """Nothing listening: ``TritonBackend(...)`` raises at once (its constructor fetches the model metadata), naming
+    the URL, model and version, so the gateway with backend=triton fails at start-up (its lifespan raises) instead
+    of serving 5xx later."""
+    address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
-    with pytest.raises(STARTUP_ERRORS, match=REFUSED):
-        TritonBackend(url, runtime.version, protocol=protocol, timeout_s=2.0)
+    with pytest.raises(TritonUnavailableError, match=REFUSED) as raised:
+        TritonBackend(address, runtime.version, protocol=protocol, timeout_s=2.0)
+    assert f"Triton at {address} ({protocol}): no metadata for model 'colbert' version 1" in str(raised.value)
     assert time.monotonic() - started < 10.0
-    settings = Settings(model_repository=tiny_model_repository, backend="triton", triton_url=url,
-                        triton_protocol=protocol, store="local", store_dir=tmp_path, grpc_port=None)
-    app = create_app(settings)
-    with pytest.raises(STARTUP_ERRORS, match=REFUSED), TestClient(app):
+    app = create_app(_settings(tiny_model_repository, tmp_path, triton_url=address, triton_protocol=protocol))
+    with pytest.raises(TritonUnavailableError, match=REFUSED), TestClient(app):
         pass
     assert app.state.engine is None
