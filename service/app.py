@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,8 +18,8 @@ from service.catalogue import Catalogue
 from service.explain import Explainer, Teachers
 from service.handlers import ApiError, Handlers
 from service.handlers.errors import http_status
-from service.lifecycle import Serving
-from service.metrics import Metrics
+from service.lifecycle import Serving, StartupError
+from service.metrics import Metrics, MetricsServer
 from service.middleware import GatewayMiddleware
 from service.settings import Settings
 from service.shadow import ShadowSampler
@@ -37,49 +37,44 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Start everything in order; whatever started is stopped in reverse, also when a later step fails."""
         from threadpoolctl import threadpool_limits
 
-        # MaxSim's small matrix products run fastest on one BLAS thread; more threads contend with the encoder
-        limits = threadpool_limits(1, user_api="blas")
-        serving = Serving(settings, metrics, store, on_switch=lambda engine: setattr(app.state, "engine", engine))
-        engine = await serving.start()
-        app.state.serving = serving
-        metrics.ready.set_function(lambda: float(serving.readiness()[0]))
-        teachers = Teachers.from_settings(settings, gate=teacher_gate)
-        catalogue = await asyncio.to_thread(Catalogue.from_settings, settings)
-        app.state.explainer = Explainer(settings, teachers, catalogue)
-        shadow = app.state.shadow = ShadowSampler.from_settings(settings, teachers, catalogue, metrics)
-        if shadow is not None:
-            shadow.start()
-        grpc_server = None
-        if settings.grpc_port is not None:
-            from service.grpc.server import start_grpc
-
-            grpc_server = await start_grpc(handlers, settings, metrics, ready=lambda: serving.readiness()[0])
-            app.state.grpc_port = grpc_server.port
-        metrics_server = None
-        if settings.metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host,
-                                                  registry=metrics.registry)
-            app.state.metrics_port = metrics_server.server_port
-        log.info("serving %s (%s, %s) with the %s store", engine.model_version, engine.model.meta.precision,
-                 settings.backend, type(engine.store).__name__)
-        try:
-            yield
-        finally:
-            metrics.ready.set_function(lambda: 0.0)
-            if grpc_server is not None:
-                await grpc_server.stop()
+        async with AsyncExitStack() as stack:
+            # MaxSim's small matrix products run fastest on one BLAS thread; more threads contend with the encoder
+            stack.callback(threadpool_limits(1, user_api="blas").restore_original_limits)
+            serving = Serving(settings, metrics, store,
+                              on_switch=lambda engine: setattr(app.state, "engine", engine))
+            stack.push_async_callback(serving.stop)
+            engine = await serving.start()
+            app.state.serving = serving
+            teachers = Teachers.from_settings(settings, gate=teacher_gate)
+            stack.push_async_callback(teachers.aclose)
+            catalogue = await asyncio.to_thread(Catalogue.from_settings, settings)
+            app.state.explainer = Explainer(settings, teachers, catalogue)
+            shadow = app.state.shadow = ShadowSampler.from_settings(settings, teachers, catalogue, metrics)
             if shadow is not None:
-                await shadow.stop()
-            await teachers.aclose()
-            await serving.stop()
-            if metrics_server is not None:
-                metrics_server.shutdown()
-                metrics_server.server_close()
-            limits.restore_original_limits()
+                shadow.start()
+                stack.push_async_callback(shadow.stop)
+            if settings.grpc_port is not None:
+                from service.grpc.server import start_grpc
+
+                grpc_server = await start_grpc(handlers, settings, metrics, ready=lambda: serving.readiness()[0])
+                stack.push_async_callback(grpc_server.stop)
+                app.state.grpc_port = grpc_server.port
+            if settings.metrics_port is not None:
+                try:
+                    metrics_server = MetricsServer(metrics.registry, settings.host, settings.metrics_port)
+                except OSError as exc:
+                    raise StartupError(f"metrics_port: cannot listen on {settings.host}:{settings.metrics_port}: "
+                                       f"{exc.strerror or exc}") from None
+                stack.callback(metrics_server.close)
+                app.state.metrics_port = metrics_server.port
+            metrics.ready.set_function(lambda: float(serving.readiness()[0]))
+            stack.callback(metrics.ready.set_function, lambda: 0.0)
+            log.info("serving %s (%s, %s) with the %s store", engine.model_version, engine.model.meta.precision,
+                     settings.backend, type(engine.store).__name__)
+            yield
 
     app = FastAPI(title="relevance", version="0.1.0", lifespan=lifespan,
                   description="Explainable, LLM-distilled relevance scoring for e-commerce search: ColBERT-like "

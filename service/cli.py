@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
+STARTUP_FAILURE = 3  # uvicorn's exit code when it cannot start, e.g. the HTTP port is taken
 
 
 def serve(
@@ -54,11 +55,14 @@ def serve(
         settings = settings.model_copy(update={"teacher_url": teacher.base_url, "teacher_model": teacher.model,
                                                "explain_mode": mode})
         gate = teacher.check
+    server = uvicorn.Server(uvicorn_config(create_app(settings, teacher_gate=gate), settings, log_level=log_level))
     try:
-        uvicorn.Server(uvicorn_config(create_app(settings, teacher_gate=gate), settings, log_level=log_level)).run()
+        server.run()
     finally:
         if teacher is not None:
             teacher.stop()
+    if not server.started:  # the lifespan failed (its one-line reason is logged): uvicorn's start-up failure code
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:

@@ -33,6 +33,12 @@ log = logging.getLogger("service")
 DRAIN_LIMIT_S = 60.0  # the longest a retired engine waits for its last requests
 
 
+class StartupError(Exception):
+    """The gateway cannot start as configured: the message (one line) names the setting to change. Raised in the
+    lifespan; :class:`service.middleware.GatewayMiddleware` reports it without a traceback and ``relevance serve``
+    exits with uvicorn's start-up failure code, as for a taken HTTP port."""
+
+
 def load_model(settings: Settings, version: ModelVersion) -> ColBERTModel:
     """``version`` on the configured backend (ONNX Runtime in-process or Triton)."""
     if settings.backend == "triton":

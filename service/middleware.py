@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.handlers.errors import ApiError, Kind, http_status
+from service.lifecycle import StartupError
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -123,6 +124,9 @@ class GatewayMiddleware:
                                    settings.max_queue_wait_ms / 1000.0, metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -148,6 +152,26 @@ class GatewayMiddleware:
         labels = (label, scope.get("method", ""), str(state["status"]))
         self.metrics.requests.labels(*labels).inc()
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The lifespan, with a :class:`~service.lifecycle.StartupError` reported as its one-line message instead
+        of the traceback Starlette sends (uvicorn then logs it and exits with its start-up failure code)."""
+        failed: list[Message] = []
+
+        async def hold_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                failed.append(message)
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold_failure)
+        except StartupError as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        except BaseException:
+            for message in failed:
+                await send(message)
+            raise
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, state: dict[str, object]) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length")

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.protocol import (
     ExplainPageRequest,
@@ -33,6 +32,7 @@ from service.core.engine import ItemInput
 from service.explain import ExplainPage, ExplainResult
 from service.handlers import Handlers
 from service.health import teacher_health
+from service.metrics import exposition
 from service.settings import Settings
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -181,4 +181,5 @@ def metrics_access(request: Request, handlers: Api) -> None:
                     404: {"model": Problem, "description": "The metrics are served on their own port (metrics_port)."}})
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = exposition(request.app.state.metrics.registry)
+    return Response(body, media_type=content_type)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from service.grpc import relevance_pb2 as pb
 from service.grpc import relevance_pb2_grpc as pb_grpc
 from service.handlers import ApiError, Handlers
 from service.handlers.errors import grpc_status
+from service.lifecycle import StartupError
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -152,19 +154,38 @@ async def _follow_readiness(servicer: health.aio.HealthServicer, ready: Callable
         await asyncio.sleep(HEALTH_POLL_S)
 
 
+def _check_free(host: str, port: int) -> None:
+    """StartupError naming ``grpc_port`` when another process listens on ``host:port`` (a plain bind, so that the
+    failure is one line of ours, not grpc's C-core log)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as exc:
+        raise StartupError(f"grpc_port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 async def start_grpc(handlers: Handlers, settings: Settings, metrics: Metrics,
                      ready: Callable[[], bool] | None = None) -> GrpcServer:
     """The gRPC server on ``settings.grpc_port``; admission control as for HTTP: calls beyond the concurrent and
     queued bounds are refused with RESOURCE_EXHAUSTED. ``ready`` (the gateway's readiness) drives the health
     service; without it the server reports SERVING."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes)],
+    address = f"{settings.host}:{settings.grpc_port or 0}"
+    if settings.grpc_port:
+        _check_free(settings.host, settings.grpc_port)
+    # grpc sets SO_REUSEPORT by default: a second gateway would share the port and take half its calls
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes),
+                                      ("grpc.so_reuseport", 0)],
                              maximum_concurrent_rpcs=settings.max_concurrent_requests + settings.max_queued_requests)
     pb_grpc.add_RelevanceServicer_to_server(RelevanceService(handlers, metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port or 0}")
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # taken between the check and here
+        raise StartupError(f"grpc_port: cannot listen on {address}: {exc}") from None
     await server.start()
     task = None
     if ready is None:

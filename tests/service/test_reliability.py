@@ -247,12 +247,18 @@ def test_metrics_behind_the_key_or_on_their_own_port(tiny_model_repository: Path
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/metrics").status_code == 401
         assert httpx.get(f"{url}/metrics", headers={"x-api-key": "wrong"}).status_code == 403
-        assert "relevance_ready" in httpx.get(f"{url}/metrics", headers={"x-api-key": "s3cret"}).text
+        on_http = httpx.get(f"{url}/metrics", headers={"x-api-key": "s3cret"})
+        assert "relevance_ready" in on_http.text
     metrics_port = free_port()
     with serving(create_app(Settings(**base, metrics_port=metrics_port))) as port:  # type: ignore[arg-type]
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"x-api-key": "s3cret"}).status_code == 404
         own = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert own.status_code == 200 and metric(own.text, "relevance_ready") == 1
+        assert own.headers["content-type"] == on_http.headers["content-type"]
+        head = httpx.head(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert head.status_code == 200 and head.content == b""
+        for elsewhere in ("/", "/v1/score", "/metricsx", "/healthz"):  # the metrics port serves /metrics only
+            assert httpx.get(f"http://127.0.0.1:{metrics_port}{elsewhere}").status_code == 404
 
 
 def test_ready_gauge_agrees_with_readyz_when_redis_goes(tiny_model_repository: Path,
