@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
             if settings.grpc_port is not None:
                 from service.grpc.server import start_grpc
 
-                grpc_server = await start_grpc(handlers, settings, metrics, ready=lambda: serving.readiness()[0])
+                grpc_server = await start_grpc(handlers, settings, metrics, ready=lambda: serving.readiness()[0],
+                                               changed=serving.readiness_changed)
                 stack.push_async_callback(grpc_server.stop)
                 app.state.grpc_port = grpc_server.port
             if settings.metrics_port is not None:

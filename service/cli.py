@@ -32,11 +32,11 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the scoring gateway (HTTP + gRPC) on embedded defaults unless configured otherwise."""
-    import uvicorn
     from pydantic import ValidationError
 
     from relevance_core.console import fail
     from service.app import create_app
+    from service.drain import DrainingServer
     from service.settings import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port, "model_repository": model_repository,
@@ -55,7 +55,9 @@ def serve(
         settings = settings.model_copy(update={"teacher_url": teacher.base_url, "teacher_model": teacher.model,
                                                "explain_mode": mode})
         gate = teacher.check
-    server = uvicorn.Server(uvicorn_config(create_app(settings, teacher_gate=gate), settings, log_level=log_level))
+    app = create_app(settings, teacher_gate=gate)
+    server = DrainingServer(uvicorn_config(app, settings, log_level=log_level), settings.drain_s,
+                            drain=lambda: app.state.serving.drain())
     try:
         server.run()
     finally:

@@ -7,9 +7,10 @@ repository when nothing was ever activated), reads the pointer every ``active_po
 the new version beside the old one, switches new requests to it in one assignment and retires the old engine once
 its last request has finished: no request is dropped.
 
-Readiness (``/readyz`` and the ``relevance_ready`` gauge, from one function): the model is loaded, the encoder
-backend and the store answer (each reports its :class:`~service.health.Health`), and the served version has items
-whenever some version was activated (a version without an index would answer every stored id as unknown).
+Readiness (``/readyz``, the ``relevance_ready`` gauge and the gRPC health service, from one function): the model is
+loaded, the encoder backend and the store answer (each reports its :class:`~service.health.Health`), the served
+version has items whenever some version was activated (a version without an index would answer every stored id as
+unknown), and the gateway is not draining (stopping: see ``relevance serve``'s ``drain_s``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class Serving:
         self.pinned = settings.model_version is not None or store is not None
         self._poller: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self.draining = False
+        self.readiness_changed = asyncio.Event()
+        """Set when readiness changes by decision (the drain), for the followers that would otherwise poll."""
 
     # --- building and closing engines -----------------------------------------------------------------------
     def _read_active(self) -> str | None:
@@ -181,12 +185,19 @@ class Serving:
         await self._close(engine)
 
     # --- readiness --------------------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Not ready from now on (the process is stopping); requests are still served."""
+        self.draining = True
+        self.readiness_changed.set()
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, the /readyz body). ``dependencies`` holds each dependency's :class:`~service.health.Health`
         (``store``, ``encoder``); ready needs both, and the served version indexed when a version was activated."""
         engine = self.current
         if engine is None:
             return False, {"status": "loading"}
+        if self.draining:
+            return False, {"status": "draining", "model_version": engine.model_version}
         store = engine.store.health()
         status = "ready" if store.ok else "store unavailable"
         if store.ok and self.active is not None:

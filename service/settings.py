@@ -140,6 +140,10 @@ class Settings(BaseSettings):
                                           "of the HTTP port; None = on the HTTP port.")
     metrics_require_key: bool = Field(
         True, description="With API keys set, /metrics on the HTTP port requires a key too.")
+    drain_s: float = Field(
+        5.0, ge=0.0, description="On SIGTERM (or Ctrl-C), report not ready (/readyz 503, relevance_ready 0, gRPC "
+                                 "health NOT_SERVING) for this long while still serving every request, so that load "
+                                 "balancers stop sending first; then shut down gracefully (0 = at once).")
     active_poll_s: float = Field(
         2.0, ge=0.0, description="How often the store's active pointer is read; when it moves to another version "
                                  "the gateway loads it and switches (0 = never; a pinned model_version never "

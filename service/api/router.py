@@ -130,9 +130,10 @@ async def upsert_items(body: UpsertRequest, api: Api) -> UpsertResponse:
     return UpsertResponse(model_version=version, upserted=n)
 
 
-@ops.get("/healthz", response_model=dict[str, str])
-async def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
+@ops.api_route("/livez", methods=["GET", "HEAD"], response_model=dict[str, str])
+@ops.api_route("/healthz", methods=["GET", "HEAD"], response_model=dict[str, str])
+async def livez() -> dict[str, str]:
+    """Liveness: the process answers (200 as long as it runs, also while draining; ``/healthz`` is the same)."""
     return {"status": "ok"}
 
 
@@ -148,12 +149,14 @@ async def analyst_page() -> HTMLResponse:
     return HTMLResponse(ANALYST_PAGE, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
-@ops.get("/readyz", responses={503: {"description": "Model or store not ready, or the served version has no "
-                                                   "index."}})
+@ops.api_route("/readyz", methods=["GET", "HEAD"],
+               responses={503: {"description": "Model or store not ready, or the served version has no index, or "
+                                               "the gateway is draining (stopping)."}})
 async def readyz(request: Request, response: Response) -> dict[str, Any]:
     """Readiness: the model is loaded, the encoder backend and the store answer and the served version is indexed
-    (when a version was activated); ``dependencies`` gives each one's status. The teacher, when configured, is
-    listed too but does not decide readiness (scoring does not need it). ``relevance_ready`` reports the same."""
+    (when a version was activated) and the gateway is not draining; ``dependencies`` gives each one's status. The
+    teacher, when configured, is listed too but does not decide readiness (scoring does not need it).
+    ``relevance_ready`` and the gRPC health service report the same."""
     serving = getattr(request.app.state, "serving", None)
     ready, body = serving.readiness() if serving is not None else (False, dict[str, Any](status="loading"))
     settings: Settings = request.app.state.settings
@@ -176,9 +179,11 @@ def metrics_access(request: Request, handlers: Api) -> None:
         require_api_key(request, handlers)
 
 
-@ops.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_access)],
-         responses={**{k: ERRORS[k] for k in (401, 403)},
-                    404: {"model": Problem, "description": "The metrics are served on their own port (metrics_port)."}})
+@ops.api_route("/metrics", methods=["GET", "HEAD"], response_class=PlainTextResponse,
+               dependencies=[Depends(metrics_access)],
+               responses={**{k: ERRORS[k] for k in (401, 403)},
+                          404: {"model": Problem,
+                                "description": "The metrics are served on their own port (metrics_port)."}})
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
     body, content_type = exposition(request.app.state.metrics.registry)

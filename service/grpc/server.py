@@ -143,15 +143,19 @@ class GrpcServer:
         await self.server.stop(grace=2.0)
 
 
-async def _follow_readiness(servicer: health.aio.HealthServicer, ready: Callable[[], bool]) -> None:
-    """Publish SERVING / NOT_SERVING for the whole server ("") and the Relevance service as readiness changes."""
+async def _follow_readiness(servicer: health.aio.HealthServicer, ready: Callable[[], bool],
+                            changed: asyncio.Event) -> None:
+    """Publish SERVING / NOT_SERVING for the whole server ("") and the Relevance service as readiness changes:
+    every ``HEALTH_POLL_S``, and at once when ``changed`` is set (the drain)."""
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     while True:
         status = serving if await asyncio.to_thread(ready) else not_serving
         for name in ("", SERVICE_NAME):
             await servicer.set(name, status)
-        await asyncio.sleep(HEALTH_POLL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), HEALTH_POLL_S)
+        changed.clear()
 
 
 def _check_free(host: str, port: int) -> None:
@@ -166,10 +170,10 @@ def _check_free(host: str, port: int) -> None:
 
 
 async def start_grpc(handlers: Handlers, settings: Settings, metrics: Metrics,
-                     ready: Callable[[], bool] | None = None) -> GrpcServer:
+                     ready: Callable[[], bool] | None = None, changed: asyncio.Event | None = None) -> GrpcServer:
     """The gRPC server on ``settings.grpc_port``; admission control as for HTTP: calls beyond the concurrent and
     queued bounds are refused with RESOURCE_EXHAUSTED. ``ready`` (the gateway's readiness) drives the health
-    service; without it the server reports SERVING."""
+    service, re-read at once when ``changed`` is set; without it the server reports SERVING."""
     address = f"{settings.host}:{settings.grpc_port or 0}"
     if settings.grpc_port:
         _check_free(settings.host, settings.grpc_port)
@@ -192,5 +196,6 @@ async def start_grpc(handlers: Handlers, settings: Settings, metrics: Metrics,
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     else:
-        task = asyncio.get_running_loop().create_task(_follow_readiness(health_servicer, ready), name="grpc-health")
+        follow = _follow_readiness(health_servicer, ready, changed or asyncio.Event())
+        task = asyncio.get_running_loop().create_task(follow, name="grpc-health")
     return GrpcServer(server, port, task)

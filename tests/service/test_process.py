@@ -1,12 +1,20 @@
-"""The gateway as an operator runs it (`relevance serve` processes): its ports are its own, and it fails to start
-with one line naming the setting."""
+"""The gateway as an operator runs it (`relevance serve` processes): its ports are its own, it fails to start with
+one line naming the setting, and on SIGTERM it drains (not ready, still serving) before it stops."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.grpc import relevance_pb2 as pb
+from service.grpc import relevance_pb2_grpc as pb_grpc
 from tests.service.gateway_process import GatewayProcess, local_settings
 
 
@@ -26,3 +34,44 @@ def test_a_taken_grpc_or_metrics_port_fails_start_up(tiny_model_repository: Path
         assert third.returncode == 3
         _one_clear_failure(third.stderr, f"metrics_port: cannot listen on 127.0.0.1:{first.port}")
         assert httpx.get(f"{first.url}/healthz").status_code == 200  # the first one serves on
+
+
+def _health(channel: grpc.Channel) -> int:
+    return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+
+
+def _until(condition: Callable[[], bool], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_sigterm_drains_then_stops(tiny_model_repository: Path, tmp_path: Path) -> None:
+    drain_s = 2.0
+    score = {"query": "angle bracket", "items": [{"id": "1", "title": "Simpson Strong-Tie 12-Gauge Angle"}]}
+    with GatewayProcess(local_settings(tiny_model_repository, tmp_path / "index", drain_s=drain_s)) as gateway, \
+            grpc.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+        assert gateway.process is not None
+        for probe in ("/livez", "/healthz", "/readyz", "/metrics"):  # HEAD for probes that only look at the status
+            head = httpx.head(f"{gateway.url}{probe}")
+            assert head.status_code == 200 and head.content == b"", probe
+        assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        os.kill(gateway.process.pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        assert _until(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 503, 1.0)
+        assert httpx.get(f"{gateway.url}/readyz").json()["status"] == "draining"
+        assert "relevance_ready 0.0" in httpx.get(f"{gateway.url}/metrics").text
+        assert _until(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, 1.0)
+        # still serving everything while draining: liveness, HTTP and gRPC requests
+        assert httpx.get(f"{gateway.url}/livez").json() == {"status": "ok"}
+        assert httpx.post(f"{gateway.url}/v1/score", json=score).status_code == 200
+        reply = pb_grpc.RelevanceStub(channel).Rerank(pb.RerankRequest(query="angle", documents=["Angle", "Faucet"]),
+                                                      timeout=5)
+        assert len(reply.results) == 2
+        assert time.monotonic() - signalled < drain_s
+        gateway.process.wait(timeout=drain_s + 15)  # then a graceful stop
+        assert time.monotonic() - signalled >= drain_s
+        assert gateway.process.returncode in (0, -signal.SIGTERM)
