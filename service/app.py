@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from service import request_ids
 from service.api.router import ops, v1, v2
 from service.catalogue import Catalogue
 from service.explain import Explainer, Teachers
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     while the teacher cannot answer yet (the local teacher process starting; see `service.explain.Teachers`)."""
     settings = settings or Settings()
     metrics = Metrics()
+    request_ids.install_log_records()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +113,9 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # the last line of defence
         log.exception("unhandled error on %s", request.url.path)
-        return JSONResponse({"detail": "internal error; the request was not processed"}, status_code=500)
+        # answered outside the gateway middleware (Starlette's outermost layer): echo the request id here
+        return JSONResponse({"detail": "internal error; the request was not processed"}, status_code=500,
+                            headers={request_ids.HEADER: request_ids.current() or ""})
 
     app.add_middleware(GatewayMiddleware, settings=settings, metrics=metrics)
     return app

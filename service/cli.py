@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -75,8 +76,24 @@ def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info")
 
     return uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
                           http=header_timeout_protocol(settings.request_read_timeout_s), access_log=False,
-                          log_level=log_level, timeout_graceful_shutdown=10, limit_concurrency=settings.max_connections,
+                          log_level=log_level, log_config=log_config(log_level), timeout_graceful_shutdown=10,
+                          limit_concurrency=settings.max_connections,
                           timeout_keep_alive=max(1, round(settings.keep_alive_s)))
+
+
+def log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, plus the gateway's own loggers (``service``, ``relevance``) on stderr with
+    the request id before the lines logged while serving a request (:mod:`service.request_ids`)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["gateway"] = {"()": "service.request_ids.RequestIdFormatter",
+                                       "fmt": "%(levelname)s: %(name)s: %(message)s"}
+    config["handlers"]["gateway"] = {"formatter": "gateway", "class": "logging.StreamHandler",
+                                     "stream": "ext://sys.stderr"}
+    for name in ("service", "relevance"):
+        config["loggers"][name] = {"handlers": ["gateway"], "level": log_level.upper(), "propagate": False}
+    return config
 
 
 def header_timeout_protocol(timeout_s: float) -> type:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import request_ids
 from service.handlers.errors import ApiError, Kind, http_status
 from service.lifecycle import StartupError
 from service.metrics import Metrics
@@ -113,7 +114,8 @@ async def reply(send: Send, error: ApiError) -> None:
 
 class GatewayMiddleware:
     """Body limit (413) and read deadline (408), admission control (429) and disconnect handling for the scoring
-    routes, and the request count and latency by route template, method and status."""
+    routes, the request id (:mod:`service.request_ids`, echoed on every response), and the request count and
+    latency by route template, method and status."""
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.app = app
@@ -132,17 +134,21 @@ class GatewayMiddleware:
             return
         started = time.perf_counter()
         state: dict[str, object] = {"status": 500, "finished": False}
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(request_ids.HEADER.encode())
+        echo = (request_ids.HEADER.encode(), request_ids.begin(given.decode("latin-1") if given else None).encode())
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echo]}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 state["finished"] = True
             await send(message)
 
         path = scope.get("path", "")
         try:
-            await self._handle(scope, receive, send_wrapper, path, state)
+            await self._handle(scope, receive, send_wrapper, path, state, headers)
         except ApiError as refused:
             await reply(send_wrapper, refused)
         except _Gone:
@@ -173,8 +179,9 @@ class GatewayMiddleware:
                 await send(message)
             raise
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, state: dict[str, object]) -> None:
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, state: dict[str, object],
+                      headers: dict[bytes, bytes]) -> None:
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             raise self._too_large()
         body = await self._read_body(receive)

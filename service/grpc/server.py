@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import request_ids
 from service.core.engine import ItemInput
 from service.explain import ExplainResult
 from service.grpc import relevance_pb2 as pb
@@ -40,11 +41,15 @@ class RelevanceService(pb_grpc.RelevanceServicer):
         self.metrics = metrics
 
     async def _call(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        """Authenticate from the metadata, run ``work``, map an ApiError to its status; count and time the call."""
+        """Authenticate from the metadata, run ``work``, map an ApiError to its status; count and time the call.
+        The request id (``x-request-id`` metadata, else a new one) goes back as initial and trailing metadata."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
             metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            echo = ((request_ids.HEADER, request_ids.begin(metadata.get(request_ids.HEADER))),)
+            await context.send_initial_metadata(echo)
+            context.set_trailing_metadata(echo)
             try:
                 self.handlers.authenticate(metadata.get("authorization"), metadata.get("x-api-key"))
                 return await work()
