@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service import request_ids
-from service.api.router import ops, v1, v2
+from service.api.router import ops, unversioned, v1, v2
 from service.catalogue import Catalogue
 from service.explain import Explainer, Teachers
 from service.handlers import ApiError, Handlers
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     app.state.handlers = handlers
     app.include_router(v1)
     app.include_router(v2)
+    app.include_router(unversioned)
     app.include_router(ops)
 
     @app.exception_handler(ApiError)

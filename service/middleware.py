@@ -28,7 +28,7 @@ from service.lifecycle import StartupError
 from service.metrics import Metrics
 from service.settings import Settings
 
-ADMITTED_PATHS = frozenset({"/v1/score", "/v1/rerank", "/v1/items"})
+ADMITTED_PATHS = frozenset({"/v1/score", "/v1/rerank", "/v2/rerank", "/rerank", "/v1/items"})
 CLIENT_GONE = 499  # the status recorded (never sent) for requests whose client left, as nginx logs them
 RETRY_AFTER_S = 1
 

@@ -115,8 +115,8 @@ class Settings(BaseSettings):
 
     # --- reliability: admission control, timeouts, store durability, metrics exposure, version switch ---------
     max_concurrent_requests: int = Field(
-        4, ge=1, description="Scoring requests (/v1/score, /v1/rerank, PUT /v1/items) processed at once; more wait "
-                             "in the admission queue.")
+        4, ge=1, description="Scoring requests (/v1/score, the rerank routes, PUT /v1/items) processed at once; "
+                             "more wait in the admission queue.")
     max_queued_requests: int = Field(
         32, ge=0, description="Scoring requests waiting for a slot; one more is refused at once with 429 + "
                               "Retry-After.")

@@ -82,19 +82,33 @@ class ScoreResponse(BaseModel):
 
 
 class RerankDocument(BaseModel):
-    text: NonBlank
+    """A Cohere v1 document object: ``text`` (or the ``rank_fields``) plus any fields, returned as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: Text | None = None
 
 
-class RerankRequest(BaseModel):
-    """Cohere/Jina-compatible rerank request; other fields those APIs define (model, ...) are accepted."""
+RERANK_MODEL = Field(None, description="The model to rank with: the served model's name (e.g. colbert) or version "
+                                       "(colbert:1); another name is a 404 naming model. Default: the served one.")
+RERANK_TOP_N = Field(None, ge=1, description="Return the best top_n only (default: all).")
 
-    model_config = ConfigDict(extra="ignore")
 
-    query: NonBlank
-    documents: list[NonBlank | RerankDocument] = Field(min_length=1)
-    top_n: StrictInt | None = Field(None, ge=1)
-    return_documents: StrictBool = False
-    model: Text | None = None
+class RerankRequest(_Strict):
+    """Cohere v1 (``cohere.Client().rerank``) and Jina rerank request. Fields these APIs define that the gateway
+    cannot honour (``max_chunks_per_doc``) are refused when set, as are unknown fields."""
+
+    model: Text | None = RERANK_MODEL
+    query: NonBlank = Field(description="The search query.")
+    documents: list[Text | RerankDocument] = Field(
+        min_length=1, description="Product titles: strings, or objects ranked on their text field or rank_fields.")
+    top_n: StrictInt | None = RERANK_TOP_N
+    rank_fields: list[Text] | None = Field(
+        None, min_length=1, description="Object documents: the fields to rank on, in this order (one field: its "
+                                        "value; several: 'field: value' lines). Default: text.")
+    return_documents: StrictBool = Field(False, description="Return each result's document as sent.")
+    max_chunks_per_doc: StrictInt | None = Field(None, description="Not supported (documents are titles, never "
+                                                                   "chunked): refused when set.")
 
     _query = field_validator("query")(_not_blank)
 
@@ -106,22 +120,24 @@ class RerankResult(BaseModel):
 
 
 class RerankResponse(BaseModel):
+    id: str = Field(description="The request id (X-Request-ID).")
     model: str
     results: list[RerankResult]
     meta: dict[str, object] = Field(default_factory=dict)
 
 
-class RerankV2Request(BaseModel):
-    """Cohere's v2 rerank request (``cohere.ClientV2.rerank``): documents are plain strings; ``model``,
-    ``max_tokens_per_doc`` and ``priority`` are accepted (the served model and its title length apply)."""
+class RerankV2Request(_Strict):
+    """Cohere's v2 rerank request (``cohere.ClientV2().rerank``): documents are plain strings. ``priority`` and
+    ``relevant_spans`` cannot be honoured and are refused when set, as are unknown fields."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    model: Text | None = None
-    query: NonBlank
-    documents: list[NonBlank] = Field(min_length=1)
-    top_n: StrictInt | None = Field(None, ge=1)
-    max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
+    model: Text | None = RERANK_MODEL
+    query: NonBlank = Field(description="The search query.")
+    documents: list[Text] = Field(min_length=1, description="Product titles.")
+    top_n: StrictInt | None = RERANK_TOP_N
+    max_tokens_per_doc: StrictInt | None = Field(None, ge=1, description="Truncate each document to this many of "
+                                                                         "the model's tokens before scoring.")
+    priority: StrictInt | None = Field(None, description="Not supported: refused when set.")
+    relevant_spans: dict[str, object] | None = Field(None, description="Not supported: refused when set.")
 
     _query = field_validator("query")(_not_blank)
 
@@ -132,7 +148,7 @@ class RerankV2Result(BaseModel):
 
 
 class RerankV2Response(BaseModel):
-    id: str
+    id: str = Field(description="The request id (X-Request-ID).")
     results: list[RerankV2Result]
     meta: dict[str, object] = Field(default_factory=dict)
 

@@ -24,7 +24,7 @@ from service.core.engine import ItemInput
 from service.explain import ExplainResult
 from service.grpc import relevance_pb2 as pb
 from service.grpc import relevance_pb2_grpc as pb_grpc
-from service.handlers import ApiError, Handlers
+from service.handlers import ApiError, Handlers, Kind
 from service.handlers.errors import grpc_status
 from service.lifecycle import StartupError
 from service.metrics import Metrics
@@ -40,9 +40,11 @@ class RelevanceService(pb_grpc.RelevanceServicer):
         self.handlers = handlers
         self.metrics = metrics
 
-    async def _call(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        """Authenticate from the metadata, run ``work``, map an ApiError to its status; count and time the call.
-        The request id (``x-request-id`` metadata, else a new one) goes back as initial and trailing metadata."""
+    async def _call(self, method: str, request: Message, context: grpc.aio.ServicerContext,
+                    work: Callable[[], Awaitable[T]]) -> T:
+        """Authenticate from the metadata, refuse a request over ``max_body_bytes``, run ``work``, map an ApiError
+        to its status; count and time the call. The request id (``x-request-id`` metadata, else a new one) goes
+        back as initial and trailing metadata."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
@@ -52,6 +54,9 @@ class RelevanceService(pb_grpc.RelevanceServicer):
             context.set_trailing_metadata(echo)
             try:
                 self.handlers.authenticate(metadata.get("authorization"), metadata.get("x-api-key"))
+                limit = self.handlers.settings.max_body_bytes
+                if request.ByteSize() > limit:
+                    raise ApiError(Kind.TOO_LARGE, f"request message larger than {limit} bytes")
                 return await work()
             except ApiError as exc:
                 code, details = grpc_status(exc)
@@ -74,16 +79,18 @@ class RelevanceService(pb_grpc.RelevanceServicer):
                                                            similarity=m.similarity) for m in s.evidence or ()])
                         for s in scored.items])
 
-        return await self._call("Score", context, work)
+        return await self._call("Score", request, context, work)
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         async def work() -> pb.RerankResponse:
-            outcome = await self.handlers.rerank(request.query, list(request.documents),
-                                                 top_n=request.top_n if request.HasField("top_n") else None)
+            outcome = await self.handlers.rerank(
+                request.query, list(request.documents), top_n=request.top_n if request.HasField("top_n") else None,
+                model=_optional(request, "model"),
+                max_tokens_per_doc=request.max_tokens_per_doc if request.HasField("max_tokens_per_doc") else None)
             return pb.RerankResponse(model_version=outcome.model_version, timings_ms=outcome.timings_ms,
                                      results=[pb.RerankResult(index=i, relevance_score=s) for i, s in outcome.ranked])
 
-        return await self._call("Rerank", context, work)
+        return await self._call("Rerank", request, context, work)
 
     async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
         async def work() -> pb.ExplainResponse:
@@ -92,7 +99,7 @@ class RelevanceService(pb_grpc.RelevanceServicer):
                 mode=_optional(request, "mode"), writer=_optional(request, "writer"),
                 counterfactual=request.counterfactual, model=_optional(request, "model")))
 
-        return await self._call("Explain", context, work)
+        return await self._call("Explain", request, context, work)
 
     async def ExplainPage(self, request: pb.ExplainPageRequest, context: grpc.aio.ServicerContext,
                           ) -> pb.ExplainPageResponse:
@@ -107,7 +114,7 @@ class RelevanceService(pb_grpc.RelevanceServicer):
                 items=[pb.ExplainPageItem(id=e.id, result=None if e.result is None else explain_message(e.result),
                                           error=e.error) for e in page.items])
 
-        return await self._call("ExplainPage", context, work)
+        return await self._call("ExplainPage", request, context, work)
 
 
 def _optional(message: Message, field: str) -> str | None:
@@ -183,7 +190,9 @@ async def start_grpc(handlers: Handlers, settings: Settings, metrics: Metrics,
     if settings.grpc_port:
         _check_free(settings.host, settings.grpc_port)
     # grpc sets SO_REUSEPORT by default: a second gateway would share the port and take half its calls
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes),
+    # grpc refuses messages over its receive limit before any handler runs (uncounted): the limit is left at twice
+    # max_body_bytes, and _call refuses, and counts, what lies between
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 2 * settings.max_body_bytes),
                                       ("grpc.so_reuseport", 0)],
                              maximum_concurrent_rpcs=settings.max_concurrent_requests + settings.max_queued_requests)
     pb_grpc.add_RelevanceServicer_to_server(RelevanceService(handlers, metrics), server)

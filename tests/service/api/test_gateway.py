@@ -121,7 +121,7 @@ def test_malformed_and_oversized_bodies(client: TestClient) -> None:
 def test_rerank_is_cohere_compatible(client: TestClient, runtime: ColBERTModel) -> None:
     documents = [STORED["100002"], {"text": STORED["100001"]}, STORED["100003"]]
     response = client.post("/v1/rerank", json={"query": QUERY, "documents": documents, "top_n": 2,
-                                               "return_documents": True, "model": "anything"})
+                                               "return_documents": True, "model": "colbert"})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     texts = [STORED["100002"], STORED["100001"], STORED["100003"]]

@@ -193,3 +193,93 @@ def test_explain_message_carries_the_result() -> None:
     assert message.aspects[0].query_span == pb.Span(start=0, end=13) and message.aspects[0].matches
     assert not message.aspects[1].HasField("query_value") and not message.aspects[1].HasField("matches")
     assert ExplainResult.model_validate_json(message.result_json) == result
+
+
+# --- rerank conformance: every field honoured or refused, alike over HTTP and gRPC ------------------------------
+
+def test_cohere_v1_sdk_ranks_on_rank_fields(gateway: tuple[str, int], tiny_model_repository: Path) -> None:
+    url, _ = gateway
+    runtime = load_runtime_model(tiny_model_repository)
+    assert isinstance(runtime, ColBERTModel)
+    documents = [{"title": title, "brand": "Acme"} for title in DOCUMENTS]
+    client = cohere.Client(api_key=KEY, base_url=url)
+    response = client.rerank(model="colbert", query=QUERY, documents=documents, rank_fields=["title"],
+                             return_documents=True)
+    want = runtime.score_pairs([QUERY] * len(DOCUMENTS), DOCUMENTS)  # ranked on the title alone
+    assert [r.index for r in response.results] == np.argsort(-want).tolist()
+    np.testing.assert_allclose([r.relevance_score for r in response.results], np.sort(want)[::-1], atol=1e-5)
+    assert response.results[0].document is not None  # the document comes back as sent, every field
+    assert response.id and response.meta is not None and response.meta.api_version is not None
+    two = runtime.score_pairs([QUERY], [f"brand: Acme\ntitle: {DOCUMENTS[1]}"])
+    both = client.rerank(model="colbert", query=QUERY, documents=documents[1:2], rank_fields=["brand", "title"])
+    np.testing.assert_allclose(both.results[0].relevance_score, two[0], atol=1e-5)
+    unversioned = httpx.post(f"{url}/rerank", json={"query": QUERY, "documents": DOCUMENTS},
+                             headers={"x-api-key": KEY}).json()
+    assert [r["index"] for r in unversioned["results"]] == np.argsort(-want).tolist()
+    missing = httpx.post(f"{url}/v1/rerank", json={"query": QUERY, "documents": documents, "rank_fields": ["text"]},
+                         headers={"x-api-key": KEY})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "documents", 0, "text"]
+
+
+def test_cohere_v2_max_tokens_per_doc_truncates_alike_over_grpc(gateway: tuple[str, int],
+                                                                tiny_model_repository: Path) -> None:
+    url, port = gateway
+    runtime = load_runtime_model(tiny_model_repository)
+    assert isinstance(runtime, ColBERTModel)
+    truncated = [runtime.tokenizer.truncate(d, 2) for d in DOCUMENTS]
+    assert truncated[0] != DOCUMENTS[0] and all(d.startswith(t) for d, t in zip(DOCUMENTS, truncated, strict=True))
+    want = runtime.score_pairs([QUERY] * len(DOCUMENTS), truncated)
+    response = cohere.ClientV2(api_key=KEY, base_url=url).rerank(model="colbert:1", query=QUERY,
+                                                                 documents=DOCUMENTS, max_tokens_per_doc=2)
+    assert [r.index for r in response.results] == np.argsort(-want).tolist()
+    np.testing.assert_allclose([r.relevance_score for r in response.results], np.sort(want)[::-1], atol=1e-5)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = pb_grpc.RelevanceStub(channel).Rerank(
+            pb.RerankRequest(query=QUERY, documents=DOCUMENTS, max_tokens_per_doc=2, model="colbert"),
+            metadata=_metadata(), timeout=10)
+    assert [(r.index, r.relevance_score) for r in reply.results] == [(r.index, r.relevance_score)
+                                                                      for r in response.results]
+
+
+def test_rerank_fields_it_cannot_honour_are_refused_by_name(gateway: tuple[str, int]) -> None:
+    url, port = gateway
+    v2 = cohere.ClientV2(api_key=KEY, base_url=url)
+    with pytest.raises(cohere.core.ApiError) as other_model:
+        v2.rerank(model="rerank-v3.5", query=QUERY, documents=DOCUMENTS)
+    assert other_model.value.status_code == 404 and "rerank-v3.5" in str(other_model.value.body)
+    with pytest.raises(cohere.core.ApiError) as priority:
+        v2.rerank(model="colbert", query=QUERY, documents=DOCUMENTS, priority=1)
+    assert priority.value.status_code == 422 and "priority" in str(priority.value.body)
+    with pytest.raises(cohere.core.ApiError) as chunks:
+        cohere.Client(api_key=KEY, base_url=url).rerank(query=QUERY, documents=DOCUMENTS, max_chunks_per_doc=2)
+    assert chunks.value.status_code == 422 and "max_chunks_per_doc" in str(chunks.value.body)
+    for path in ("/v1/rerank", "/v2/rerank"):
+        unknown = httpx.post(f"{url}{path}", json={"query": QUERY, "documents": DOCUMENTS, "top_k": 2},
+                             headers={"x-api-key": KEY})
+        assert unknown.status_code == 422
+        assert [(e["type"], e["loc"]) for e in unknown.json()["detail"]] == [("extra_forbidden", ["body", "top_k"])]
+    # an empty document: the same refusal over both transports
+    http = httpx.post(f"{url}/v2/rerank", json={"query": QUERY, "documents": ["a", " "]}, headers={"x-api-key": KEY})
+    assert http.status_code == 422
+    (error,) = http.json()["detail"]
+    assert error["loc"] == ["body", "documents", 1]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.RelevanceStub(channel)
+        with pytest.raises(grpc.RpcError) as empty:
+            stub.Rerank(pb.RerankRequest(query=QUERY, documents=["a", " "]), metadata=_metadata(), timeout=10)
+        assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert empty.value.details() == f"documents[1]: {error['msg']}"
+        with pytest.raises(grpc.RpcError) as other:
+            stub.Rerank(pb.RerankRequest(query=QUERY, documents=["a"], model="rerank-v3.5"), metadata=_metadata(),
+                        timeout=10)
+        assert other.value.code() == grpc.StatusCode.NOT_FOUND and other.value.details().startswith("model:")
+
+
+def test_a_grpc_request_refused_for_size_is_counted(gateway: tuple[str, int]) -> None:
+    url, port = gateway
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.RelevanceStub(channel).Rerank(pb.RerankRequest(query=QUERY, documents=["x" * (5 << 20)]),
+                                              metadata=_metadata(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    text = httpx.get(f"{url}/metrics", headers={"x-api-key": KEY}).text
+    assert 'relevance_grpc_requests_total{code="RESOURCE_EXHAUSTED",method="Rerank"}' in text
