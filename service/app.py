@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import request_ids
 from service.api.router import ops, unversioned, v1, v2
 from service.catalogue import Catalogue
 from service.explain import Explainer, Teachers
-from service.handlers import ApiError, Handlers
-from service.handlers.errors import http_status
+from service.handlers import ApiError, Handlers, Kind
+from service.handlers.errors import error_body, field_path, http_status
 from service.lifecycle import Serving, StartupError
 from service.metrics import Metrics, MetricsServer
 from service.middleware import GatewayMiddleware
@@ -100,26 +103,55 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         """Every handler error, mapped once for HTTP."""
-        status, detail, headers = http_status(exc)
-        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        status, body, headers = http_status(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        """422 naming the fields; the input is not echoed (it may not even be encodable: a lone surrogate, NaN)."""
-        return JSONResponse({"detail": [{"type": _printable(e.get("type", "")),
-                                         "loc": [p if isinstance(p, int) else _printable(p) for p in e.get("loc", ())],
-                                         "msg": _printable(e.get("msg", ""))} for e in exc.errors()]},
-                            status_code=422)
+        """422 naming the fields (400 for a body that is not JSON); the input is not echoed (it may not even be
+        encodable: a lone surrogate, NaN)."""
+        fields = field_errors(exc.errors())
+        if any(f["type"] == "json_invalid" for f in fields):
+            return JSONResponse(error_body(Kind.MALFORMED.value, f"the body is not valid JSON: {fields[0]['msg']}",
+                                           fields), status_code=400)
+        message = "; ".join(f"{field_path(f['loc'][1:]) or 'body'}: {f['msg']}" for f in fields)
+        return JSONResponse(error_body(Kind.INVALID_ARGUMENT.value, message, fields), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Statuses no handler raised (an unknown route: 404, a method it does not take: 405), in the same body."""
+        error_type = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return JSONResponse(error_body(error_type, str(exc.detail)), status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # the last line of defence
         log.exception("unhandled error on %s", request.url.path)
         # answered outside the gateway middleware (Starlette's outermost layer): echo the request id here
-        return JSONResponse({"detail": "internal error; the request was not processed"}, status_code=500,
-                            headers={request_ids.HEADER: request_ids.current() or ""})
+        return JSONResponse(error_body("internal", "internal error; the request was not processed"),
+                            status_code=500, headers={request_ids.HEADER: request_ids.current() or ""})
 
     app.add_middleware(GatewayMiddleware, settings=settings, metrics=metrics)
     return app
+
+
+# pydantic names the member of a union that failed in ``loc`` ("function-after[_unicode(), str]", "int",
+# "RerankDocument"): not a field a client sent, so left out of the paths the API reports
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "list", "dict", "none"})
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """pydantic's errors as the API's ``fields``: ``loc`` only of the fields a client sent (an unknown field's
+    name kept as sent), ``msg``, ``type``, all as text that encodes as UTF-8."""
+    fields = []
+    for e in errors:
+        loc = list(e.get("loc", ()))
+        if e.get("type") != "extra_forbidden":
+            loc = [p for p in loc if isinstance(p, int) or not (p in _TYPE_TAGS or p[:1].isupper() or
+                                                                "[" in p or "-" in p)]
+        fields.append({"loc": [p if isinstance(p, int) else _printable(p) for p in loc],
+                       "msg": _printable(e.get("msg", "")), "type": _printable(e.get("type", ""))})
+    return fields
 
 
 def _printable(value: object) -> str:

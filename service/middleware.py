@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -104,8 +105,8 @@ class _Gone(Exception):
 
 async def reply(send: Send, error: ApiError) -> None:
     """The error's response as the API's exception handler writes it (`http_status`: one mapping)."""
-    status, detail, headers = http_status(error)
-    body = json.dumps({"detail": detail}).encode()
+    status, payload, headers = http_status(error)
+    body = json.dumps(payload).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -113,9 +114,9 @@ async def reply(send: Send, error: ApiError) -> None:
 
 
 class GatewayMiddleware:
-    """Body limit (413) and read deadline (408), admission control (429) and disconnect handling for the scoring
-    routes, the request id (:mod:`service.request_ids`, echoed on every response), and the request count and
-    latency by route template, method and status."""
+    """Body limit (413) and read deadline (408), gzip bodies (415 for other encodings), admission control (429)
+    and disconnect handling for the scoring routes, the request id (:mod:`service.request_ids`, echoed on every
+    response), and the request count and latency by route template, method and status."""
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.app = app
@@ -185,6 +186,9 @@ class GatewayMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             raise self._too_large()
         body = await self._read_body(receive)
+        encoding = headers.get(b"content-encoding", b"").decode("latin-1").strip().lower()
+        if body and encoding not in ("", "identity"):
+            body = self._decode(body, encoding)
         if path not in ADMITTED_PATHS:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -235,6 +239,23 @@ class GatewayMiddleware:
         except TimeoutError:
             raise ApiError(Kind.READ_TIMEOUT, f"request body not received within {self.read_timeout_s:g} s",
                            close_connection=True) from None
+
+    def _decode(self, body: bytes, encoding: str) -> bytes:
+        """A gzip body decompressed, within the same byte limit as a plain one (413 beyond it, whatever the
+        compressed size); any other encoding is refused (415)."""
+        if encoding != "gzip":
+            raise ApiError(Kind.UNSUPPORTED_ENCODING, f"Content-Encoding {encoding} is not supported; send gzip or no "
+                           "encoding")
+        stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            plain = stream.decompress(body, self.limit + 1)
+        except zlib.error as exc:
+            raise ApiError(Kind.MALFORMED, f"the body is not a gzip stream: {exc}") from None
+        if len(plain) > self.limit:
+            raise ApiError(Kind.TOO_LARGE, f"request body larger than {self.limit} bytes once decompressed")
+        if not stream.eof:
+            raise ApiError(Kind.MALFORMED, "the gzip stream is truncated")
+        return plain
 
     def _too_large(self) -> ApiError:
         return ApiError(Kind.TOO_LARGE, f"request body larger than {self.limit} bytes", close_connection=True)

@@ -202,7 +202,25 @@ class ExplainPageRequest(_Strict):
     _query = field_validator("query")(_not_blank)
 
 
-class Problem(BaseModel):
-    """Body of every error response other than 422."""
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="The field's path in the request, from body: [\"body\", \"items\", "
+                                             "3, \"id\"].")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(description="The kind of fault (pydantic's error type: missing, too_long, extra_forbidden, "
+                                  "...).")
 
-    detail: str
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="What went wrong, for programs: invalid_argument, malformed, unauthenticated, "
+                                  "permission_denied, not_found, too_large, read_timeout, unsupported_encoding, "
+                                  "overloaded, unavailable, upstream_error, internal, ...")
+    message: str = Field(description="One line for people; an error about a field starts with its path "
+                                     "(items[3].id: ...).")
+    fields: list[FieldError] | None = Field(None, description="The request fields at fault (422, 400, and 404 "
+                                                              "naming a field).")
+
+
+class Problem(BaseModel):
+    """The body of every error response, whatever the status."""
+
+    error: ErrorDetail

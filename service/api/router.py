@@ -32,26 +32,45 @@ from service.api.protocol import (
 from service.core.engine import ItemInput
 from service.explain import ExplainPage, ExplainResult
 from service.handlers import Handlers, Ranked
+from service.handlers.errors import error_body
 from service.handlers.limits import invalid
 from service.health import teacher_health
 from service.metrics import exposition
 from service.settings import Settings
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "The body could not be read as JSON text (e.g. not UTF-8)."},
-    401: {"model": Problem, "description": "Missing API key."},
-    403: {"model": Problem, "description": "Unknown API key."},
-    408: {"model": Problem, "description": "The request body did not arrive within the read timeout."},
-    413: {"model": Problem, "description": "Request body too large."},
-    429: {"model": Problem, "description": "Overloaded: shed by admission control (too many requests in flight or "
-                                           "queued) or the encoder queue is full; retry after the Retry-After "
-                                           "header."},
-    503: {"model": Problem, "description": "Not ready, or a dependency (model, store, teacher) is unavailable; "
-                                           "retry after the Retry-After header where one is sent."},
-}
 
+def problem(description: str, error_type: str, message: str, *fields: tuple[list[str | int], str, str],
+            ) -> dict[str, Any]:
+    """An OpenAPI error response: the one error body (:class:`Problem`) with an example."""
+    example = error_body(error_type, message, [{"loc": loc, "msg": msg, "type": kind} for loc, msg, kind in fields])
+    return {"model": Problem, "description": description, "content": {"application/json": {"example": example}}}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: problem("The body is not JSON (or not UTF-8 text), or not the gzip stream its Content-Encoding says.",
+                 "malformed",
+                 "the body is not valid JSON: JSON decode error", (["body", 9], "JSON decode error", "json_invalid")),
+    401: problem("Missing API key.", "unauthenticated", "missing API key"),
+    403: problem("Unknown API key.", "permission_denied", "unknown API key"),
+    408: problem("The request body did not arrive within the read timeout.", "read_timeout",
+                 "request body not received within 10 s"),
+    413: problem("Request body too large (after decompression, for a gzip body).", "too_large",
+                 "request body larger than 4194304 bytes"),
+    415: problem("A Content-Encoding other than gzip.", "unsupported_encoding",
+                 "Content-Encoding br is not supported; send gzip or no encoding"),
+    422: problem("A field is missing, of the wrong type, unknown or over a limit: fields names each one.",
+                 "invalid_argument", "items[0].id: Field required",
+                 (["body", "items", 0, "id"], "Field required", "missing")),
+    429: problem("Overloaded: shed by admission control (too many requests in flight or queued) or the encoder "
+                 "queue is full; retry after the Retry-After header.", "overloaded",
+                 "overloaded (queue full); retry after 1 s"),
+    503: problem("Not ready, or a dependency (model, store, teacher) is unavailable; retry after the Retry-After "
+                 "header where one is sent.", "unavailable", "the model is not loaded yet"),
+}
 OTHER_MODEL: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "model names a model this gateway does not serve."}}
+    404: problem("model names a model this gateway does not serve.", "not_found",
+                 "model: this gateway serves 'colbert' (colbert:1), not 'rerank-v3.5'",
+                 (["body", "model"], "this gateway serves 'colbert' (colbert:1), not 'rerank-v3.5'", "not_found"))}
 
 
 def get_handlers(request: Request) -> Handlers:
@@ -143,8 +162,11 @@ def _rerank_meta(version: str, outcome: Ranked) -> dict[str, object]:
 
 
 @v1.post("/explain", response_model=ExplainResult,
-         responses={404: {"model": Problem, "description": "item_id names no item the gateway has a title for."},
-                    502: {"model": Problem, "description": "The teacher answered with an error."}})
+         responses={404: problem("item_id names no item the gateway has a title for.", "not_found",
+                                 "item_id: item '42' is not in the catalogue", (["body", "item_id"],
+                                 "item '42' is not in the catalogue", "not_found")),
+                    502: problem("The teacher answered with an error.", "upstream_error",
+                                 "the teacher answered with HTTP 500")})
 async def explain(body: ExplainRequest, api: Api) -> ExplainResult:
     """Why the system decided what it did for a (query, title) pair. ``mode`` decision (the default on the
     embedded teacher): the served student's verdict and score (the same as /v1/score) with a chain of thought
@@ -233,8 +255,8 @@ def metrics_access(request: Request, handlers: Api) -> None:
 
 @get_and_head("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_access)],
               responses={**{k: ERRORS[k] for k in (401, 403)},
-                         404: {"model": Problem,
-                               "description": "The metrics are served on their own port (metrics_port)."}})
+                         404: problem("The metrics are served on their own port (metrics_port).", "not_found",
+                                      "metrics are served on port 8002")})
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
     body, content_type = exposition(request.app.state.metrics.registry)

@@ -116,7 +116,7 @@ def test_grpc_rerank_explain_and_errors(gateway: tuple[str, int]) -> None:
             assert text in caught.value.details(), name
     over_http = httpx.post(f"{url}/v1/explain", json={"query": QUERY, "title": DOCUMENTS[1], "mode": "teacher"},
                            headers={"x-api-key": KEY})
-    assert over_http.status_code == 503 and "no teacher configured" in over_http.json()["detail"]
+    assert over_http.status_code == 503 and "no teacher configured" in over_http.json()["error"]["message"]
 
 
 def test_grpc_explains_the_decision_as_http_does(gateway: tuple[str, int]) -> None:
@@ -161,19 +161,21 @@ def test_grpc_health_and_reflection(gateway: tuple[str, int]) -> None:
 def test_one_error_type_mapped_once_per_transport() -> None:
     invalid = ApiError(Kind.INVALID_ARGUMENT, "at most 5 characters, got 6", field=("items", 3, "title"))
     assert invalid.field_path == "items[3].title"
-    assert http_status(invalid) == (422, [{"type": "too_long", "loc": ["body", "items", 3, "title"],
-                                           "msg": "at most 5 characters, got 6"}], {})
+    assert http_status(invalid) == (422, {"error": {
+        "type": "invalid_argument", "message": "items[3].title: at most 5 characters, got 6",
+        "fields": [{"loc": ["body", "items", 3, "title"], "msg": "at most 5 characters, got 6", "type": "too_long"}]}},
+        {})
     assert grpc_status(invalid) == (grpc.StatusCode.INVALID_ARGUMENT, "items[3].title: at most 5 characters, got 6")
     busy = ApiError(Kind.OVERLOADED, "queue full", retry_after_s=0.2)
-    assert http_status(busy) == (429, "queue full", {"Retry-After": "1"})
+    assert http_status(busy) == (429, {"error": {"type": "overloaded", "message": "queue full"}}, {"Retry-After": "1"})
     assert grpc_status(busy)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert http_status(ApiError(Kind.UNAUTHENTICATED, "missing"))[2] == {"WWW-Authenticate": "Bearer"}
     assert http_status(ApiError(Kind.UPSTREAM_ERROR, "teacher said 500"))[0] == 502
     # every kind has one status per transport; the body-limit refusals close the connection
     assert {kind: http_status(ApiError(kind, "x"))[0] for kind in Kind} == {
         Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 422, Kind.NOT_FOUND: 404,
-        Kind.OVERLOADED: 429, Kind.TOO_LARGE: 413, Kind.READ_TIMEOUT: 408, Kind.UNAVAILABLE: 503,
-        Kind.UPSTREAM_ERROR: 502}
+        Kind.OVERLOADED: 429, Kind.TOO_LARGE: 413, Kind.READ_TIMEOUT: 408, Kind.UNSUPPORTED_ENCODING: 415,
+        Kind.MALFORMED: 400, Kind.UNAVAILABLE: 503, Kind.UPSTREAM_ERROR: 502}
     assert all(grpc_status(ApiError(kind, "x"))[0] != grpc.StatusCode.OK for kind in Kind)
     assert http_status(ApiError(Kind.TOO_LARGE, "big", close_connection=True))[2] == {"Connection": "close"}
 
@@ -218,7 +220,8 @@ def test_cohere_v1_sdk_ranks_on_rank_fields(gateway: tuple[str, int], tiny_model
     assert [r["index"] for r in unversioned["results"]] == np.argsort(-want).tolist()
     missing = httpx.post(f"{url}/v1/rerank", json={"query": QUERY, "documents": documents, "rank_fields": ["text"]},
                          headers={"x-api-key": KEY})
-    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "documents", 0, "text"]
+    assert missing.status_code == 422
+    assert missing.json()["error"]["fields"][0]["loc"] == ["body", "documents", 0, "text"]
 
 
 def test_cohere_v2_max_tokens_per_doc_truncates_alike_over_grpc(gateway: tuple[str, int],
@@ -257,12 +260,14 @@ def test_rerank_fields_it_cannot_honour_are_refused_by_name(gateway: tuple[str, 
         unknown = httpx.post(f"{url}{path}", json={"query": QUERY, "documents": DOCUMENTS, "top_k": 2},
                              headers={"x-api-key": KEY})
         assert unknown.status_code == 422
-        assert [(e["type"], e["loc"]) for e in unknown.json()["detail"]] == [("extra_forbidden", ["body", "top_k"])]
+        assert [(e["type"], e["loc"]) for e in unknown.json()["error"]["fields"]] == [("extra_forbidden",
+                                                                                  ["body", "top_k"])]
     # an empty document: the same refusal over both transports
     http = httpx.post(f"{url}/v2/rerank", json={"query": QUERY, "documents": ["a", " "]}, headers={"x-api-key": KEY})
     assert http.status_code == 422
-    (error,) = http.json()["detail"]
+    (error,) = http.json()["error"]["fields"]
     assert error["loc"] == ["body", "documents", 1]
+    assert http.json()["error"]["message"] == f"documents[1]: {error['msg']}"
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.RelevanceStub(channel)
         with pytest.raises(grpc.RpcError) as empty:
