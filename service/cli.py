@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,20 +20,34 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
-STARTUP_FAILURE = 3  # uvicorn's exit code when it cannot start, e.g. the HTTP port is taken
+STARTUP_FAILURE = 3
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"  # uvicorn's exit code when it cannot start, e.g. the HTTP port is taken
 
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (RELEVANCE_HOST; default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port (RELEVANCE_PORT; 8000).")] = None,
-    model_repository: Annotated[Path | None, typer.Option(help="Model repository (RELEVANCE_MODEL_REPOSITORY).")]
+    model_repository: Annotated[Path | None, typer.Option(help="Triton-layout model repository "
+                                                          "(RELEVANCE_MODEL_REPOSITORY; model_repository/).")]
     = None,
-    model_version: Annotated[int | None, typer.Option(min=1, help="Version to serve (default: highest).")] = None,
+    model_version: Annotated[int | None, typer.Option(min=1, help="Version to serve, pinned (RELEVANCE_MODEL_VERSION;"
+                                                       " default: the version the store marks active, else the "
+                                                       "highest).")] = None,
     grpc_port: Annotated[int | None, typer.Option(min=0, max=65535, help="gRPC port (RELEVANCE_GRPC_PORT; "
                                                                          "50051).")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="Log level of the server and the gateway.")] = LogLevel.info,
 ) -> None:
-    """Run the scoring gateway (HTTP + gRPC) on embedded defaults unless configured otherwise."""
+    """Run the scoring gateway (HTTP + gRPC) on embedded defaults unless configured otherwise. A setting that
+    cannot work fails at once with one line naming it (exit 2); a start-up that fails (a taken port, a model
+    version that is not there) with one line naming the setting (exit 3)."""
     from pydantic import ValidationError
 
     from relevance_core.console import fail
@@ -57,7 +72,7 @@ def serve(
                                                "explain_mode": mode})
         gate = teacher.check
     app = create_app(settings, teacher_gate=gate)
-    server = DrainingServer(uvicorn_config(app, settings, log_level=log_level), settings.drain_s,
+    server = DrainingServer(uvicorn_config(app, settings, log_level=log_level.value), settings.drain_s,
                             drain=lambda: app.state.serving.drain())
     try:
         server.run()

@@ -98,6 +98,14 @@ class Serving:
                 log.warning("serving the highest version instead of the active one: %s", exc)
         return resolve_model(s.model_repository, model=s.model_name, version=s.model_version)
 
+    def _setting_at_fault(self) -> str:
+        """The setting to change when the model cannot be resolved: a pinned version the model does not have, else
+        the repository (or the model's name in it)."""
+        model_dir = self.settings.model_repository / self.settings.model_name
+        if not model_dir.is_dir():
+            return "model_repository" if not self.settings.model_repository.is_dir() else "model_name"
+        return "model_version" if self.settings.model_version is not None else "model_repository"
+
     def _build(self, version: ModelVersion) -> ScoringEngine:
         model = load_model(self.settings, version)
         store = self.fixed_store if self.fixed_store is not None else open_store(
@@ -126,7 +134,11 @@ class Serving:
     # --- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> ScoringEngine:
         self.active = await asyncio.to_thread(self._read_active)
-        engine = await asyncio.to_thread(self._build, self._initial_version())
+        try:
+            version = self._initial_version()
+        except ModelRepositoryError as exc:
+            raise StartupError(f"{self._setting_at_fault()}: {exc}") from None
+        engine = await asyncio.to_thread(self._build, version)
         engine.start()
         self._publish(engine)
         if self.settings.active_poll_s > 0 and self.fixed_store is None:

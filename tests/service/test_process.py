@@ -4,9 +4,11 @@ one line naming the setting, and on SIGTERM it drains (not ready, still serving)
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import grpc
@@ -15,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.grpc import relevance_pb2 as pb
 from service.grpc import relevance_pb2_grpc as pb_grpc
+from tests.conftest import REPO
 from tests.service.gateway_process import GatewayProcess, local_settings
 
 
@@ -75,3 +78,31 @@ def test_sigterm_drains_then_stops(tiny_model_repository: Path, tmp_path: Path) 
         gateway.process.wait(timeout=drain_s + 15)  # then a graceful stop
         assert time.monotonic() - signalled >= drain_s
         assert gateway.process.returncode in (0, -signal.SIGTERM)
+
+
+def test_a_model_that_cannot_load_fails_start_up_naming_the_setting(tiny_model_repository: Path,
+                                                                    tmp_path: Path) -> None:
+    settings = local_settings(tiny_model_repository, tmp_path / "index")
+    missing_version = GatewayProcess({**settings, "model_version": "99"}).run()
+    assert missing_version.returncode == 3
+    _one_clear_failure(missing_version.stderr, "model_version: ")
+    assert "no version 99; versions present: [1]" in missing_version.stderr
+    missing_repository = GatewayProcess({**settings, "model_repository": str(tmp_path / "nonexistent")}).run()
+    assert missing_repository.returncode == 3
+    _one_clear_failure(missing_repository.stderr, "model_repository: model repository")
+
+
+def test_version_and_the_documented_serve_options() -> None:
+    from typer.testing import CliRunner
+
+    from relevance.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["--version"])
+    assert shown.exit_code == 0 and shown.stdout.strip() == f"relevance {version('relevance')}"
+    # the synopsis in the README and docs/gateway.md names every option of `relevance serve`, and no other
+    options = set(re.findall(r"--[a-z][\w-]+", runner.invoke(app, ["serve", "--help"]).stdout)) - {"--help"}
+    assert "--model-version" in options
+    for doc in (REPO / "README.md", REPO / "docs" / "gateway.md"):
+        (synopsis,) = re.findall(r"^relevance serve (.*)$", doc.read_text(), re.M)
+        assert set(re.findall(r"--[\w-]+", synopsis)) == options, doc.name
