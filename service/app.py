@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 
 from service import request_ids
 from service.api.router import ops, unversioned, v1, v2
@@ -131,7 +133,16 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
         return JSONResponse(error_body("internal", "internal error; the request was not processed"),
                             status_code=500, headers={request_ids.HEADER: request_ids.current() or ""})
 
+    # the last added runs first: CORS answers preflights before anything else, gzip compresses every answer
     app.add_middleware(GatewayMiddleware, settings=settings, metrics=metrics)
+    if settings.gzip_min_bytes is not None:
+        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "HEAD", "POST", "PUT"],
+                           allow_headers=["authorization", "content-type", "content-encoding", "x-api-key",
+                                          request_ids.HEADER],
+                           expose_headers=[request_ids.HEADER, "retry-after"])
     return app
 
 

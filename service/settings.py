@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP bind address.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     grpc_port: int | None = Field(50051, ge=0, le=65535, description="gRPC port (None disables gRPC; 0 = any).")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins whose browser pages may call the API (CORS), e.g. "
+                                          "[\"https://search.example.com\"]; empty = no CORS headers (same origin "
+                                          "only).")
+    gzip_min_bytes: int | None = Field(
+        None, ge=0, description="Compress responses of at least this many bytes with gzip for clients that accept "
+                                "it; None = never.")
 
     # --- reliability: admission control, timeouts, store durability, metrics exposure, version switch ---------
     max_concurrent_requests: int = Field(
