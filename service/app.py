@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from service import request_ids
+from service.api.openapi import openapi_with_limits
 from service.api.router import ops, unversioned, v1, v2
 from service.catalogue import Catalogue
 from service.explain import Explainer, Teachers
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     app.include_router(v2)
     app.include_router(unversioned)
     app.include_router(ops)
+    app.openapi = openapi_with_limits(app, settings)  # type: ignore[method-assign]  # FastAPI's documented hook
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -51,6 +51,11 @@ class ScoreItem(_Strict):
 
 
 class ScoreRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"query": "simpson angle bracket", "items": [{"id": "100001"},
+                                                     {"id": "x1", "title": "Everbilt Corner Brace"}],
+         "evidence": False}]})
+
     query: NonBlank = Field(description="The search query.")
     items: list[ScoreItem] = Field(min_length=1, description="Items to score, in the order results are wanted.")
     evidence: StrictBool = Field(False, description="Per item, each query token's best-matching title token.")
@@ -98,6 +103,11 @@ class RerankRequest(_Strict):
     """Cohere v1 (``cohere.Client().rerank``) and Jina rerank request. Fields these APIs define that the gateway
     cannot honour (``max_chunks_per_doc``) are refused when set, as are unknown fields."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "colbert", "query": "simpson angle bracket",
+         "documents": ["Simpson Strong-Tie 12-Gauge Angle", {"text": "BEHR Deck Stain", "sku": "B-1"}],
+         "top_n": 1, "return_documents": True}]})
+
     model: Text | None = RERANK_MODEL
     query: NonBlank = Field(description="The search query.")
     documents: list[Text | RerankDocument] = Field(
@@ -129,6 +139,11 @@ class RerankResponse(BaseModel):
 class RerankV2Request(_Strict):
     """Cohere's v2 rerank request (``cohere.ClientV2().rerank``): documents are plain strings. ``priority`` and
     ``relevant_spans`` cannot be honoured and are refused when set, as are unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "colbert", "query": "simpson angle bracket",
+         "documents": ["Simpson Strong-Tie 12-Gauge Angle", "BEHR Deck Stain"], "top_n": 1,
+         "max_tokens_per_doc": 64}]})
 
     model: Text | None = RERANK_MODEL
     query: NonBlank = Field(description="The search query.")

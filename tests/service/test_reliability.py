@@ -115,6 +115,24 @@ def test_every_answered_status_is_in_the_openapi_schema(gateway: str) -> None:
     assert {"401", "403", "404"} <= responses[("/metrics", "GET")]
 
 
+
+def test_the_schema_states_the_configured_limits_and_examples(gateway: str) -> None:
+    schemas = httpx.get(f"{gateway}/openapi.json").json()["components"]["schemas"]
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    score = schemas["ScoreRequest"]
+    assert score["properties"]["query"]["maxLength"] == defaults["max_query_chars"]
+    assert score["properties"]["items"]["maxItems"] == defaults["max_items"]
+    assert score["examples"] and schemas["RerankV2Request"]["examples"]
+    string_id = next(b for b in schemas["ScoreItem"]["properties"]["id"]["anyOf"] if b["type"] == "string")
+    assert string_id["maxLength"] == defaults["max_id_chars"]
+    assert schemas["RerankV2Request"]["properties"]["documents"]["items"]["maxLength"] == defaults["max_title_chars"]
+    assert schemas["ExplainPageRequest"]["properties"]["items"]["maxItems"] == defaults["explain_page_max_items"]
+    # what the schema says is what the gateway enforces
+    over = httpx.post(f"{gateway}/v1/score", json={"query": "q" * (defaults["max_query_chars"] + 1),
+                                                   "items": [{"id": "1"}]})
+    assert over.status_code == 422 and over.json()["error"]["fields"][0]["loc"] == ["body", "query"]
+
+
 # --- durability: acknowledged writes survive SIGKILL ------------------------------------------------------------
 
 def test_acknowledged_puts_survive_sigkill(tiny_model_repository: Path, tmp_path: Path) -> None:
