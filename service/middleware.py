@@ -171,14 +171,17 @@ class GatewayMiddleware:
             else:
                 await send(message)
 
+        error: BaseException | None = None
         try:
             await self.app(scope, receive, hold_failure)
-        except StartupError as exc:
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
-        except BaseException:
-            for message in failed:
-                await send(message)
-            raise
+        except StartupError as exc:  # swallowed: reported as its line alone
+            failed[:] = [{"type": "lifespan.startup.failed", "message": str(exc)}]
+        except BaseException as exc:  # any other failure as Starlette reported it, and raised on
+            error = exc
+        for message in failed:
+            await send(message)
+        if error is not None:
+            raise error
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, state: dict[str, object],
                       headers: dict[bytes, bytes]) -> None:
