@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -54,7 +55,7 @@ def create_cross_app(repository: Path, *, model_name: str = "cross", version: in
             raise HTTPException(503, "the model is not loaded yet")
         if len(body.documents) > max_documents:
             raise HTTPException(422, f"at most {max_documents} documents per request")
-        texts = [d.text if isinstance(d, RerankDocument) else d for d in body.documents]
+        texts = [d if isinstance(d, str) else d.text or "" for d in body.documents]
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         scores = await loop.run_in_executor(state["executor"],  # type: ignore[arg-type]
@@ -63,7 +64,7 @@ def create_cross_app(repository: Path, *, model_name: str = "cross", version: in
         ranked = sorted(enumerate(scores.tolist()), key=lambda x: -x[1])
         ranked = ranked[: body.top_n] if body.top_n else ranked
         return RerankResponse(
-            model=model.version.label,
+            id=uuid.uuid4().hex, model=model.version.label,
             results=[RerankResult(index=i, relevance_score=s,
                                   document=RerankDocument(text=texts[i]) if body.return_documents else None)
                      for i, s in ranked],

@@ -6,6 +6,9 @@ offline groups (``mkd``, ``export``, ``loadtest``) are absent and ``relevance`` 
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
 
 from service.cli import serve
@@ -20,6 +23,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"relevance {version('relevance')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                    help="Print the version and exit.")] = False) -> None:
+    """The options before any command."""
+
+
 app.command("serve", help="Run the scoring gateway: REST (/v1/score, /v1/rerank, /v1/explain, /v1/items) and "
             "gRPC, with Prometheus metrics.")(serve)
 app.add_typer(triton_app, name="triton", help="A local Triton (the nvidia-pytriton wheel's tritonserver) on a CPU "

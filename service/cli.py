@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,24 +21,39 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 log = logging.getLogger("relevance.serve")
+STARTUP_FAILURE = 3
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"  # uvicorn's exit code when it cannot start, e.g. the HTTP port is taken
 
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (RELEVANCE_HOST; default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port (RELEVANCE_PORT; 8000).")] = None,
-    model_repository: Annotated[Path | None, typer.Option(help="Model repository (RELEVANCE_MODEL_REPOSITORY).")]
+    model_repository: Annotated[Path | None, typer.Option(help="Triton-layout model repository "
+                                                          "(RELEVANCE_MODEL_REPOSITORY; model_repository/).")]
     = None,
-    model_version: Annotated[int | None, typer.Option(min=1, help="Version to serve (default: highest).")] = None,
+    model_version: Annotated[int | None, typer.Option(min=1, help="Version to serve, pinned (RELEVANCE_MODEL_VERSION;"
+                                                       " default: the version the store marks active, else the "
+                                                       "highest).")] = None,
     grpc_port: Annotated[int | None, typer.Option(min=0, max=65535, help="gRPC port (RELEVANCE_GRPC_PORT; "
                                                                          "50051).")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="Log level of the server and the gateway.")] = LogLevel.info,
 ) -> None:
-    """Run the scoring gateway (HTTP + gRPC) on embedded defaults unless configured otherwise."""
-    import uvicorn
+    """Run the scoring gateway (HTTP + gRPC) on embedded defaults unless configured otherwise. A setting that
+    cannot work fails at once with one line naming it (exit 2); a start-up that fails (a taken port, a model
+    version that is not there) with one line naming the setting (exit 3)."""
     from pydantic import ValidationError
 
     from relevance_core.console import fail
     from service.app import create_app
+    from service.drain import DrainingServer
     from service.settings import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port, "model_repository": model_repository,
@@ -59,13 +76,18 @@ def serve(
         settings = settings.model_copy(update={"teacher_url": teacher.base_url, "teacher_model": teacher.model,
                                                "explain_mode": mode})
         gate = teacher.check
+    app = create_app(settings, teacher_gate=gate)
+    server = DrainingServer(uvicorn_config(app, settings, log_level=log_level.value), settings.drain_s,
+                            drain=lambda: app.state.serving.drain())
     try:
-        uvicorn.Server(uvicorn_config(create_app(settings, teacher_gate=gate), settings, log_level=log_level)).run()
+        server.run()
     finally:
         if teacher is not None:
             teacher.stop()
         if triton is not None:
             triton.stop()
+    if not server.started:  # the lifespan failed (its one-line reason is logged): uvicorn's start-up failure code
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
@@ -76,8 +98,24 @@ def uvicorn_config(app: FastAPI, settings: Settings, *, log_level: str = "info")
 
     return uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
                           http=header_timeout_protocol(settings.request_read_timeout_s), access_log=False,
-                          log_level=log_level, timeout_graceful_shutdown=10, limit_concurrency=settings.max_connections,
+                          log_level=log_level, log_config=log_config(log_level), timeout_graceful_shutdown=10,
+                          limit_concurrency=settings.max_connections,
                           timeout_keep_alive=max(1, round(settings.keep_alive_s)))
+
+
+def log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, plus the gateway's own loggers (``service``, ``relevance``) on stderr with
+    the request id before the lines logged while serving a request (:mod:`service.request_ids`)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["gateway"] = {"()": "service.request_ids.RequestIdFormatter",
+                                       "fmt": "%(levelname)s: %(name)s: %(message)s"}
+    config["handlers"]["gateway"] = {"formatter": "gateway", "class": "logging.StreamHandler",
+                                     "stream": "ext://sys.stderr"}
+    for name in ("service", "relevance"):
+        config["loggers"][name] = {"handlers": ["gateway"], "level": log_level.upper(), "propagate": False}
+    return config
 
 
 def header_timeout_protocol(timeout_s: float) -> type:

@@ -7,9 +7,10 @@ repository when nothing was ever activated), reads the pointer every ``active_po
 the new version beside the old one, switches new requests to it in one assignment and retires the old engine once
 its last request has finished: no request is dropped.
 
-Readiness (``/readyz`` and the ``relevance_ready`` gauge, from one function): the model is loaded, the encoder
-backend and the store answer (each reports its :class:`~service.health.Health`), and the served version has items
-whenever some version was activated (a version without an index would answer every stored id as unknown).
+Readiness (``/readyz``, the ``relevance_ready`` gauge and the gRPC health service, from one function): the model is
+loaded, the encoder backend and the store answer (each reports its :class:`~service.health.Health`), the served
+version has items whenever some version was activated (a version without an index would answer every stored id as
+unknown), and the gateway is not draining (stopping: see ``relevance serve``'s ``drain_s``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ from service.store.factory import open_store, read_active
 
 log = logging.getLogger("service")
 DRAIN_LIMIT_S = 60.0  # the longest a retired engine waits for its last requests
+
+
+class StartupError(Exception):
+    """The gateway cannot start as configured: the message (one line) names the setting to change. Raised in the
+    lifespan; :class:`service.middleware.GatewayMiddleware` reports it without a traceback and ``relevance serve``
+    exits with uvicorn's start-up failure code, as for a taken HTTP port."""
 
 
 def load_model(settings: Settings, version: ModelVersion) -> ColBERTModel:
@@ -70,6 +77,9 @@ class Serving:
         self.pinned = settings.model_version is not None or store is not None
         self._poller: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self.draining = False
+        self.readiness_changed = asyncio.Event()
+        """Set when readiness changes by decision (the drain), for the followers that would otherwise poll."""
 
     # --- building and closing engines -----------------------------------------------------------------------
     def _read_active(self) -> str | None:
@@ -87,6 +97,14 @@ class Serving:
             except ModelRepositoryError as exc:
                 log.warning("serving the highest version instead of the active one: %s", exc)
         return resolve_model(s.model_repository, model=s.model_name, version=s.model_version)
+
+    def _setting_at_fault(self) -> str:
+        """The setting to change when the model cannot be resolved: a pinned version the model does not have, else
+        the repository (or the model's name in it)."""
+        model_dir = self.settings.model_repository / self.settings.model_name
+        if not model_dir.is_dir():
+            return "model_repository" if not self.settings.model_repository.is_dir() else "model_name"
+        return "model_version" if self.settings.model_version is not None else "model_repository"
 
     def _build(self, version: ModelVersion) -> ScoringEngine:
         model = load_model(self.settings, version)
@@ -116,7 +134,11 @@ class Serving:
     # --- lifecycle --------------------------------------------------------------------------------------------
     async def start(self) -> ScoringEngine:
         self.active = await asyncio.to_thread(self._read_active)
-        engine = await asyncio.to_thread(self._build, self._initial_version())
+        try:
+            version = self._initial_version()
+        except ModelRepositoryError as exc:
+            raise StartupError(f"{self._setting_at_fault()}: {exc}") from None
+        engine = await asyncio.to_thread(self._build, version)
         engine.start()
         self._publish(engine)
         if self.settings.active_poll_s > 0 and self.fixed_store is None:
@@ -175,12 +197,19 @@ class Serving:
         await self._close(engine)
 
     # --- readiness --------------------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Not ready from now on (the process is stopping); requests are still served."""
+        self.draining = True
+        self.readiness_changed.set()
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, the /readyz body). ``dependencies`` holds each dependency's :class:`~service.health.Health`
         (``store``, ``encoder``); ready needs both, and the served version indexed when a version was activated."""
         engine = self.current
         if engine is None:
             return False, {"status": "loading"}
+        if self.draining:
+            return False, {"status": "draining", "model_version": engine.model_version}
         store = engine.store.health()
         status = "ready" if store.ok else "store unavailable"
         if store.ok and self.active is not None:

@@ -3,7 +3,10 @@ the SRE docs use exactly these names. One registry per app, so tests can build s
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
@@ -100,3 +103,46 @@ class Metrics:
             self.cache_bytes.labels(cache)
         for source in ("store", "title"):
             self.items_scored.labels(source)
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """(body, content type) of ``/metrics``: the Prometheus text format, the same on the HTTP and metrics ports."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class MetricsServer:
+    """``/metrics`` alone on its own port (``metrics_port``, no API key), in a daemon thread: GET and HEAD, 404
+    for every other path. Binding fails with OSError when the port is taken (no SO_REUSEPORT)."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer(head=False)
+
+            def do_HEAD(self) -> None:
+                self._answer(head=True)
+
+            def _answer(self, head: bool) -> None:
+                if self.path.split("?", 1)[0] == "/metrics":
+                    status, (body, content_type) = 200, exposition(registry)
+                else:
+                    status, body, content_type = 404, b"not found: metrics are at /metrics\n", "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # scrapes are not logged
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -17,16 +17,19 @@ import asyncio
 import contextlib
 import json
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import request_ids
 from service.handlers.errors import ApiError, Kind, http_status
+from service.lifecycle import StartupError
 from service.metrics import Metrics
 from service.settings import Settings
 
-ADMITTED_PATHS = frozenset({"/v1/score", "/v1/rerank", "/v1/items"})
+ADMITTED_PATHS = frozenset({"/v1/score", "/v1/rerank", "/v2/rerank", "/rerank", "/v1/items"})
 CLIENT_GONE = 499  # the status recorded (never sent) for requests whose client left, as nginx logs them
 RETRY_AFTER_S = 1
 
@@ -102,8 +105,8 @@ class _Gone(Exception):
 
 async def reply(send: Send, error: ApiError) -> None:
     """The error's response as the API's exception handler writes it (`http_status`: one mapping)."""
-    status, detail, headers = http_status(error)
-    body = json.dumps({"detail": detail}).encode()
+    status, payload, headers = http_status(error)
+    body = json.dumps(payload).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -111,8 +114,9 @@ async def reply(send: Send, error: ApiError) -> None:
 
 
 class GatewayMiddleware:
-    """Body limit (413) and read deadline (408), admission control (429) and disconnect handling for the scoring
-    routes, and the request count and latency by route template, method and status."""
+    """Body limit (413) and read deadline (408), gzip bodies (415 for other encodings), admission control (429)
+    and disconnect handling for the scoring routes, the request id (:mod:`service.request_ids`, echoed on every
+    response), and the request count and latency by route template, method and status."""
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.app = app
@@ -123,22 +127,29 @@ class GatewayMiddleware:
                                    settings.max_queue_wait_ms / 1000.0, metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         state: dict[str, object] = {"status": 500, "finished": False}
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(request_ids.HEADER.encode())
+        echo = (request_ids.HEADER.encode(), request_ids.begin(given.decode("latin-1") if given else None).encode())
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echo]}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 state["finished"] = True
             await send(message)
 
         path = scope.get("path", "")
         try:
-            await self._handle(scope, receive, send_wrapper, path, state)
+            await self._handle(scope, receive, send_wrapper, path, state, headers)
         except ApiError as refused:
             await reply(send_wrapper, refused)
         except _Gone:
@@ -149,11 +160,38 @@ class GatewayMiddleware:
         self.metrics.requests.labels(*labels).inc()
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, state: dict[str, object]) -> None:
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The lifespan, with a :class:`~service.lifecycle.StartupError` reported as its one-line message instead
+        of the traceback Starlette sends (uvicorn then logs it and exits with its start-up failure code)."""
+        failed: list[Message] = []
+
+        async def hold_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                failed.append(message)
+            else:
+                await send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, hold_failure)
+        except StartupError as exc:  # swallowed: reported as its line alone
+            failed[:] = [{"type": "lifespan.startup.failed", "message": str(exc)}]
+        except BaseException as exc:  # any other failure as Starlette reported it, and raised on
+            error = exc
+        for message in failed:
+            await send(message)
+        if error is not None:
+            raise error
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, state: dict[str, object],
+                      headers: dict[bytes, bytes]) -> None:
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             raise self._too_large()
         body = await self._read_body(receive)
+        encoding = headers.get(b"content-encoding", b"").decode("latin-1").strip().lower()
+        if body and encoding not in ("", "identity"):
+            body = self._decode(body, encoding)
         if path not in ADMITTED_PATHS:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -204,6 +242,23 @@ class GatewayMiddleware:
         except TimeoutError:
             raise ApiError(Kind.READ_TIMEOUT, f"request body not received within {self.read_timeout_s:g} s",
                            close_connection=True) from None
+
+    def _decode(self, body: bytes, encoding: str) -> bytes:
+        """A gzip body decompressed, within the same byte limit as a plain one (413 beyond it, whatever the
+        compressed size); any other encoding is refused (415)."""
+        if encoding != "gzip":
+            raise ApiError(Kind.UNSUPPORTED_ENCODING, f"Content-Encoding {encoding} is not supported; send gzip or no "
+                           "encoding")
+        stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            plain = stream.decompress(body, self.limit + 1)
+        except zlib.error as exc:
+            raise ApiError(Kind.MALFORMED, f"the body is not a gzip stream: {exc}") from None
+        if len(plain) > self.limit:
+            raise ApiError(Kind.TOO_LARGE, f"request body larger than {self.limit} bytes once decompressed")
+        if not stream.eof:
+            raise ApiError(Kind.MALFORMED, "the gzip stream is truncated")
+        return plain
 
     def _too_large(self) -> ApiError:
         return ApiError(Kind.TOO_LARGE, f"request body larger than {self.limit} bytes", close_connection=True)

@@ -118,11 +118,18 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP bind address.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     grpc_port: int | None = Field(50051, ge=0, le=65535, description="gRPC port (None disables gRPC; 0 = any).")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins whose browser pages may call the API (CORS), e.g. "
+                                          "[\"https://search.example.com\"]; empty = no CORS headers (same origin "
+                                          "only).")
+    gzip_min_bytes: int | None = Field(
+        None, ge=0, description="Compress responses of at least this many bytes with gzip for clients that accept "
+                                "it; None = never.")
 
     # --- reliability: admission control, timeouts, store durability, metrics exposure, version switch ---------
     max_concurrent_requests: int = Field(
-        4, ge=1, description="Scoring requests (/v1/score, /v1/rerank, PUT /v1/items) processed at once; more wait "
-                             "in the admission queue.")
+        4, ge=1, description="Scoring requests (/v1/score, the rerank routes, PUT /v1/items) processed at once; "
+                             "more wait in the admission queue.")
     max_queued_requests: int = Field(
         32, ge=0, description="Scoring requests waiting for a slot; one more is refused at once with 429 + "
                               "Retry-After.")
@@ -146,6 +153,10 @@ class Settings(BaseSettings):
                                           "of the HTTP port; None = on the HTTP port.")
     metrics_require_key: bool = Field(
         True, description="With API keys set, /metrics on the HTTP port requires a key too.")
+    drain_s: float = Field(
+        5.0, ge=0.0, description="On SIGTERM (or Ctrl-C), report not ready (/readyz 503, relevance_ready 0, gRPC "
+                                 "health NOT_SERVING) for this long while still serving every request, so that load "
+                                 "balancers stop sending first; then shut down gracefully (0 = at once).")
     active_poll_s: float = Field(
         2.0, ge=0.0, description="How often the store's active pointer is read; when it moves to another version "
                                  "the gateway loads it and switches (0 = never; a pinned model_version never "

@@ -51,6 +51,11 @@ class ScoreItem(_Strict):
 
 
 class ScoreRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"query": "simpson angle bracket", "items": [{"id": "100001"},
+                                                     {"id": "x1", "title": "Everbilt Corner Brace"}],
+         "evidence": False}]})
+
     query: NonBlank = Field(description="The search query.")
     items: list[ScoreItem] = Field(min_length=1, description="Items to score, in the order results are wanted.")
     evidence: StrictBool = Field(False, description="Per item, each query token's best-matching title token.")
@@ -82,19 +87,38 @@ class ScoreResponse(BaseModel):
 
 
 class RerankDocument(BaseModel):
-    text: NonBlank
+    """A Cohere v1 document object: ``text`` (or the ``rank_fields``) plus any fields, returned as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: Text | None = None
 
 
-class RerankRequest(BaseModel):
-    """Cohere/Jina-compatible rerank request; other fields those APIs define (model, ...) are accepted."""
+RERANK_MODEL = Field(None, description="The model to rank with: the served model's name (e.g. colbert) or version "
+                                       "(colbert:1); another name is a 404 naming model. Default: the served one.")
+RERANK_TOP_N = Field(None, ge=1, description="Return the best top_n only (default: all).")
 
-    model_config = ConfigDict(extra="ignore")
 
-    query: NonBlank
-    documents: list[NonBlank | RerankDocument] = Field(min_length=1)
-    top_n: StrictInt | None = Field(None, ge=1)
-    return_documents: StrictBool = False
-    model: Text | None = None
+class RerankRequest(_Strict):
+    """Cohere v1 (``cohere.Client().rerank``) and Jina rerank request. Fields these APIs define that the gateway
+    cannot honour (``max_chunks_per_doc``) are refused when set, as are unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "colbert", "query": "simpson angle bracket",
+         "documents": ["Simpson Strong-Tie 12-Gauge Angle", {"text": "BEHR Deck Stain", "sku": "B-1"}],
+         "top_n": 1, "return_documents": True}]})
+
+    model: Text | None = RERANK_MODEL
+    query: NonBlank = Field(description="The search query.")
+    documents: list[Text | RerankDocument] = Field(
+        min_length=1, description="Product titles: strings, or objects ranked on their text field or rank_fields.")
+    top_n: StrictInt | None = RERANK_TOP_N
+    rank_fields: list[Text] | None = Field(
+        None, min_length=1, description="Object documents: the fields to rank on, in this order (one field: its "
+                                        "value; several: 'field: value' lines). Default: text.")
+    return_documents: StrictBool = Field(False, description="Return each result's document as sent.")
+    max_chunks_per_doc: StrictInt | None = Field(None, description="Not supported (documents are titles, never "
+                                                                   "chunked): refused when set.")
 
     _query = field_validator("query")(_not_blank)
 
@@ -106,22 +130,29 @@ class RerankResult(BaseModel):
 
 
 class RerankResponse(BaseModel):
+    id: str = Field(description="The request id (X-Request-ID).")
     model: str
     results: list[RerankResult]
     meta: dict[str, object] = Field(default_factory=dict)
 
 
-class RerankV2Request(BaseModel):
-    """Cohere's v2 rerank request (``cohere.ClientV2.rerank``): documents are plain strings; ``model``,
-    ``max_tokens_per_doc`` and ``priority`` are accepted (the served model and its title length apply)."""
+class RerankV2Request(_Strict):
+    """Cohere's v2 rerank request (``cohere.ClientV2().rerank``): documents are plain strings. ``priority`` and
+    ``relevant_spans`` cannot be honoured and are refused when set, as are unknown fields."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "colbert", "query": "simpson angle bracket",
+         "documents": ["Simpson Strong-Tie 12-Gauge Angle", "BEHR Deck Stain"], "top_n": 1,
+         "max_tokens_per_doc": 64}]})
 
-    model: Text | None = None
-    query: NonBlank
-    documents: list[NonBlank] = Field(min_length=1)
-    top_n: StrictInt | None = Field(None, ge=1)
-    max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
+    model: Text | None = RERANK_MODEL
+    query: NonBlank = Field(description="The search query.")
+    documents: list[Text] = Field(min_length=1, description="Product titles.")
+    top_n: StrictInt | None = RERANK_TOP_N
+    max_tokens_per_doc: StrictInt | None = Field(None, ge=1, description="Truncate each document to this many of "
+                                                                         "the model's tokens before scoring.")
+    priority: StrictInt | None = Field(None, description="Not supported: refused when set.")
+    relevant_spans: dict[str, object] | None = Field(None, description="Not supported: refused when set.")
 
     _query = field_validator("query")(_not_blank)
 
@@ -132,7 +163,7 @@ class RerankV2Result(BaseModel):
 
 
 class RerankV2Response(BaseModel):
-    id: str
+    id: str = Field(description="The request id (X-Request-ID).")
     results: list[RerankV2Result]
     meta: dict[str, object] = Field(default_factory=dict)
 
@@ -186,7 +217,25 @@ class ExplainPageRequest(_Strict):
     _query = field_validator("query")(_not_blank)
 
 
-class Problem(BaseModel):
-    """Body of every error response other than 422."""
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="The field's path in the request, from body: [\"body\", \"items\", "
+                                             "3, \"id\"].")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(description="The kind of fault (pydantic's error type: missing, too_long, extra_forbidden, "
+                                  "...).")
 
-    detail: str
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="What went wrong, for programs: invalid_argument, malformed, unauthenticated, "
+                                  "permission_denied, not_found, too_large, read_timeout, unsupported_encoding, "
+                                  "overloaded, unavailable, upstream_error, internal, ...")
+    message: str = Field(description="One line for people; an error about a field starts with its path "
+                                     "(items[3].id: ...).")
+    fields: list[FieldError] | None = Field(None, description="The request fields at fault (422, 400, and 404 "
+                                                              "naming a field).")
+
+
+class Problem(BaseModel):
+    """The body of every error response, whatever the status."""
+
+    error: ErrorDetail

@@ -84,6 +84,11 @@ class StudentTokenizer:
         spans += [(int(s), int(e)) for s, e in encoding.offsets[:room]]
         return [*head, *encoding.ids[:room], self.meta.sep_id], [*spans, None]
 
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` up to the end of its ``max_tokens``-th token (the whole text when it has no more)."""
+        offsets = self._plain.encode(text, add_special_tokens=False).offsets
+        return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
+
     def encode_side(self, texts: Sequence[str], side: Side, *, width: int | None = None) -> Encoded:
         """A two-tower side, padded to the longest row (or to ``width``, e.g. the side's full length)."""
         return Encoded(*_pad(self.side_rows(texts, side), self.meta.pad_id, width))

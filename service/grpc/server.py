@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import request_ids
 from service.core.engine import ItemInput
 from service.explain import ExplainResult
 from service.grpc import relevance_pb2 as pb
 from service.grpc import relevance_pb2_grpc as pb_grpc
-from service.handlers import ApiError, Handlers
+from service.handlers import ApiError, Handlers, Kind
 from service.handlers.errors import grpc_status
+from service.lifecycle import StartupError
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -37,14 +40,23 @@ class RelevanceService(pb_grpc.RelevanceServicer):
         self.handlers = handlers
         self.metrics = metrics
 
-    async def _call(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        """Authenticate from the metadata, run ``work``, map an ApiError to its status; count and time the call."""
+    async def _call(self, method: str, request: Message, context: grpc.aio.ServicerContext,
+                    work: Callable[[], Awaitable[T]]) -> T:
+        """Authenticate from the metadata, refuse a request over ``max_body_bytes``, run ``work``, map an ApiError
+        to its status; count and time the call. The request id (``x-request-id`` metadata, else a new one) goes
+        back as initial and trailing metadata."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
             metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            echo = ((request_ids.HEADER, request_ids.begin(metadata.get(request_ids.HEADER))),)
+            await context.send_initial_metadata(echo)
+            context.set_trailing_metadata(echo)
             try:
                 self.handlers.authenticate(metadata.get("authorization"), metadata.get("x-api-key"))
+                limit = self.handlers.settings.max_body_bytes
+                if request.ByteSize() > limit:
+                    raise ApiError(Kind.TOO_LARGE, f"request message larger than {limit} bytes")
                 return await work()
             except ApiError as exc:
                 code, details = grpc_status(exc)
@@ -67,16 +79,18 @@ class RelevanceService(pb_grpc.RelevanceServicer):
                                                            similarity=m.similarity) for m in s.evidence or ()])
                         for s in scored.items])
 
-        return await self._call("Score", context, work)
+        return await self._call("Score", request, context, work)
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         async def work() -> pb.RerankResponse:
-            outcome = await self.handlers.rerank(request.query, list(request.documents),
-                                                 top_n=request.top_n if request.HasField("top_n") else None)
+            outcome = await self.handlers.rerank(
+                request.query, list(request.documents), top_n=request.top_n if request.HasField("top_n") else None,
+                model=_optional(request, "model"),
+                max_tokens_per_doc=request.max_tokens_per_doc if request.HasField("max_tokens_per_doc") else None)
             return pb.RerankResponse(model_version=outcome.model_version, timings_ms=outcome.timings_ms,
                                      results=[pb.RerankResult(index=i, relevance_score=s) for i, s in outcome.ranked])
 
-        return await self._call("Rerank", context, work)
+        return await self._call("Rerank", request, context, work)
 
     async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext) -> pb.ExplainResponse:
         async def work() -> pb.ExplainResponse:
@@ -85,7 +99,7 @@ class RelevanceService(pb_grpc.RelevanceServicer):
                 mode=_optional(request, "mode"), writer=_optional(request, "writer"),
                 counterfactual=request.counterfactual, model=_optional(request, "model")))
 
-        return await self._call("Explain", context, work)
+        return await self._call("Explain", request, context, work)
 
     async def ExplainPage(self, request: pb.ExplainPageRequest, context: grpc.aio.ServicerContext,
                           ) -> pb.ExplainPageResponse:
@@ -100,7 +114,7 @@ class RelevanceService(pb_grpc.RelevanceServicer):
                 items=[pb.ExplainPageItem(id=e.id, result=None if e.result is None else explain_message(e.result),
                                           error=e.error) for e in page.items])
 
-        return await self._call("ExplainPage", context, work)
+        return await self._call("ExplainPage", request, context, work)
 
 
 def _optional(message: Message, field: str) -> str | None:
@@ -141,35 +155,61 @@ class GrpcServer:
         await self.server.stop(grace=2.0)
 
 
-async def _follow_readiness(servicer: health.aio.HealthServicer, ready: Callable[[], bool]) -> None:
-    """Publish SERVING / NOT_SERVING for the whole server ("") and the Relevance service as readiness changes."""
+async def _follow_readiness(servicer: health.aio.HealthServicer, ready: Callable[[], bool],
+                            changed: asyncio.Event) -> None:
+    """Publish SERVING / NOT_SERVING for the whole server ("") and the Relevance service as readiness changes:
+    every ``HEALTH_POLL_S``, and at once when ``changed`` is set (the drain)."""
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     while True:
         status = serving if await asyncio.to_thread(ready) else not_serving
         for name in ("", SERVICE_NAME):
             await servicer.set(name, status)
-        await asyncio.sleep(HEALTH_POLL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), HEALTH_POLL_S)
+        changed.clear()
+
+
+def _check_free(host: str, port: int) -> None:
+    """StartupError naming ``grpc_port`` when another process listens on ``host:port`` (a plain bind, so that the
+    failure is one line of ours, not grpc's C-core log)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as exc:
+        raise StartupError(f"grpc_port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 async def start_grpc(handlers: Handlers, settings: Settings, metrics: Metrics,
-                     ready: Callable[[], bool] | None = None) -> GrpcServer:
+                     ready: Callable[[], bool] | None = None, changed: asyncio.Event | None = None) -> GrpcServer:
     """The gRPC server on ``settings.grpc_port``; admission control as for HTTP: calls beyond the concurrent and
     queued bounds are refused with RESOURCE_EXHAUSTED. ``ready`` (the gateway's readiness) drives the health
-    service; without it the server reports SERVING."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes)],
+    service, re-read at once when ``changed`` is set; without it the server reports SERVING."""
+    address = f"{settings.host}:{settings.grpc_port or 0}"
+    if settings.grpc_port:
+        _check_free(settings.host, settings.grpc_port)
+    # grpc sets SO_REUSEPORT by default: a second gateway would share the port and take half its calls
+    # grpc refuses messages over its receive limit before any handler runs (uncounted): the limit is left at twice
+    # max_body_bytes, and _call refuses, and counts, what lies between
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 2 * settings.max_body_bytes),
+                                      ("grpc.so_reuseport", 0)],
                              maximum_concurrent_rpcs=settings.max_concurrent_requests + settings.max_queued_requests)
     pb_grpc.add_RelevanceServicer_to_server(RelevanceService(handlers, metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port or 0}")
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # taken between the check and here
+        raise StartupError(f"grpc_port: cannot listen on {address}: {exc}") from None
     await server.start()
     task = None
     if ready is None:
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     else:
-        task = asyncio.get_running_loop().create_task(_follow_readiness(health_servicer, ready), name="grpc-health")
+        follow = _follow_readiness(health_servicer, ready, changed or asyncio.Event())
+        task = asyncio.get_running_loop().create_task(follow, name="grpc-health")
     return GrpcServer(server, port, task)

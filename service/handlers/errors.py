@@ -20,6 +20,8 @@ class Kind(Enum):
     OVERLOADED = "overloaded"  # shed by admission control, or the encoder queue is full: retry after retry_after_s
     TOO_LARGE = "too_large"  # the request body is over the byte limit
     READ_TIMEOUT = "read_timeout"  # the request body did not arrive in time
+    UNSUPPORTED_ENCODING = "unsupported_encoding"  # a Content-Encoding the gateway cannot decode
+    MALFORMED = "malformed"  # the body cannot be read: not JSON, or not the gzip stream it says it is
     UNAVAILABLE = "unavailable"  # a dependency (model, store, teacher) is not there now
     UPSTREAM_ERROR = "upstream_error"  # a dependency answered with an error (the teacher)
 
@@ -42,24 +44,46 @@ class ApiError(Exception):
         return self.message
 
     @property
+    def text(self) -> str:
+        """The message, after the field it names when it names one: ``items[3].id: at most 256 characters``."""
+        return f"{self.field_path}: {self.message}" if self.field else self.message
+
+    @property
     def field_path(self) -> str:
         """The field as written in messages: ``items[3].id``."""
-        path = ""
-        for part in self.field:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-        return path
+        return field_path(self.field)
+
+
+def field_path(field: tuple[str | int, ...] | list[str | int]) -> str:
+    """A field's path as written in messages: ``("items", 3, "id")`` is ``items[3].id``."""
+    path = ""
+    for part in field:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
 
 
 HTTP_STATUS: dict[Kind, int] = {Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 422,
                                 Kind.NOT_FOUND: 404, Kind.OVERLOADED: 429, Kind.TOO_LARGE: 413,
-                                Kind.READ_TIMEOUT: 408, Kind.UNAVAILABLE: 503, Kind.UPSTREAM_ERROR: 502}
+                                Kind.READ_TIMEOUT: 408, Kind.UNSUPPORTED_ENCODING: 415, Kind.MALFORMED: 400,
+                                Kind.UNAVAILABLE: 503,
+                                Kind.UPSTREAM_ERROR: 502}
 """Overload is one status, 429 with ``Retry-After``, whichever bound refused the request; 503 means a dependency
 (the model, the store, the teacher) is not there now."""
 
 
-def http_status(error: ApiError) -> tuple[int, object, dict[str, str]]:
-    """(status, ``detail`` of the JSON body, headers). INVALID_ARGUMENT is a 422 in FastAPI's validation format
-    (``loc`` names the field), so a limit and a schema error read alike."""
+def error_body(error_type: str, message: str, fields: list[dict[str, object]] | None = None) -> dict[str, object]:
+    """The one JSON body of every error status: ``{"error": {"type", "message", "fields"?}}``. ``type`` is the
+    :class:`Kind` (or ``not_found``, ``method_not_allowed``, ``internal`` where no handler raised), ``message`` one
+    line for people, ``fields`` the request fields at fault (``loc`` from ``body``, ``msg``, ``type``)."""
+    error: dict[str, object] = {"type": error_type, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def http_status(error: ApiError) -> tuple[int, dict[str, object], dict[str, str]]:
+    """(status, JSON body, headers). An error naming a field says so in ``message`` (``items[3].id: ...``, as
+    over gRPC) and in ``fields``, so a limit and a schema error read alike."""
     headers: dict[str, str] = {}
     if error.kind is Kind.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
@@ -67,9 +91,10 @@ def http_status(error: ApiError) -> tuple[int, object, dict[str, str]]:
         headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
     if error.close_connection:
         headers["Connection"] = "close"
-    if error.kind is Kind.INVALID_ARGUMENT:
-        return 422, [{"type": error.error_type, "loc": ["body", *error.field], "msg": error.message}], headers
-    return HTTP_STATUS[error.kind], error.message, headers
+    field_type = error.error_type if error.kind is Kind.INVALID_ARGUMENT else error.kind.value
+    fields: list[dict[str, object]] = [{"loc": ["body", *error.field], "msg": error.message,
+                                        "type": field_type}] if error.field else []
+    return HTTP_STATUS[error.kind], error_body(error.kind.value, error.text, fields), headers
 
 
 def grpc_status(error: ApiError) -> tuple[grpc.StatusCode, str]:
@@ -83,7 +108,8 @@ def grpc_status(error: ApiError) -> tuple[grpc.StatusCode, str]:
              Kind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
              Kind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
              Kind.READ_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+             Kind.UNSUPPORTED_ENCODING: grpc.StatusCode.INVALID_ARGUMENT,
+             Kind.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
              Kind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
              Kind.UPSTREAM_ERROR: grpc.StatusCode.UNAVAILABLE}
-    details = f"{error.field_path}: {error.message}" if error.field else error.message
-    return codes[error.kind], details
+    return codes[error.kind], error.text

@@ -129,7 +129,7 @@ class ExplainHandler:
             return await work
         except UnknownItem as exc:
             outcome = "unknown_item"
-            raise ApiError(Kind.NOT_FOUND, f"item_id: {exc}", field=("item_id",)) from None
+            raise ApiError(Kind.NOT_FOUND, str(exc), field=("item_id",)) from None
         except UnknownTeacher as exc:
             outcome = "invalid"
             raise invalid(("model",), str(exc), "value_error") from None

@@ -13,7 +13,7 @@ from service.backends import BackendUnavailable
 from service.core.batching import Overloaded
 from service.core.engine import ItemInput, Match, ScoringEngine
 from service.handlers.errors import ApiError, Kind
-from service.handlers.limits import check_count, check_item, check_query, check_text
+from service.handlers.limits import check_count, check_item, check_query, check_text, invalid
 from service.settings import Settings
 from service.store import StoreError
 
@@ -134,20 +134,41 @@ class ScoreHandler:
 
 
 class RerankHandler:
-    """``rerank``: documents (product titles) scored for the query, encoded from their text, best first."""
+    """``rerank``: documents (product titles) scored for the query, encoded from their text, best first.
+
+    ``model``, when given, must name the served model (``colbert``) or its served version (``colbert:1``): a
+    client asking for another model gets NOT_FOUND naming ``model``, not another model's scores.
+    ``max_tokens_per_doc`` truncates each document to that many of the model's tokens before scoring (as Cohere's
+    v2 does; the model reads at most its title length anyway). ``unsupported`` names request fields the client
+    set that the gateway cannot honour (Cohere's ``max_chunks_per_doc``, ``priority``, ``relevant_spans``): they
+    are refused rather than ignored."""
 
     def __init__(self, settings: Settings, engine: EngineRef) -> None:
         self.settings = settings
         self.engine = engine
 
-    async def __call__(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> Ranked:
+    async def __call__(self, query: str, documents: Sequence[str], *, top_n: int | None = None,
+                       model: str | None = None, max_tokens_per_doc: int | None = None,
+                       unsupported: Sequence[str] = ()) -> Ranked:
+        if unsupported:
+            raise invalid((unsupported[0],), f"not supported by this gateway; leave out {', '.join(unsupported)}",
+                          "unsupported")
         check_query(query, self.settings)
         check_count(len(documents), self.settings, "documents")
         for i, text in enumerate(documents):
+            if not text.strip():
+                raise invalid(("documents", i), "must not be empty or whitespace only", "value_error")
             check_text(text, ("documents", i), self.settings.max_title_chars)
         if top_n is not None and top_n < 1:
-            raise ApiError(Kind.INVALID_ARGUMENT, "must be >= 1", field=("top_n",), error_type="greater_than_equal")
+            raise invalid(("top_n",), "must be >= 1", "greater_than_equal")
+        if max_tokens_per_doc is not None and max_tokens_per_doc < 1:
+            raise invalid(("max_tokens_per_doc",), "must be >= 1", "greater_than_equal")
         engine = current_engine(self.engine)
+        if model is not None and model not in (self.settings.model_name, engine.model_version):
+            raise ApiError(Kind.NOT_FOUND, f"this gateway serves {self.settings.model_name!r} "
+                           f"({engine.model_version}), not {model!r}", field=("model",))
+        if max_tokens_per_doc is not None:
+            documents = [engine.model.tokenizer.truncate(text, max_tokens_per_doc) for text in documents]
         try:
             outcome = await engine.score(query, [ItemInput(f"#{i}", t) for i, t in enumerate(documents)],
                                          evidence=False, use_store=False)

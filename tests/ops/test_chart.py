@@ -188,9 +188,14 @@ def test_gateway_probes_ports_and_security(scenario: tuple[str, list[Manifest]])
     _, manifests = scenario
     deployment = find(manifests, "Deployment", f"{PREFIX}-gateway")
     gateway = container(deployment, "gateway")
-    assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert gateway["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert gateway["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert gateway["startupProbe"]["httpGet"]["path"] == "/livez"
+    # stopping: the preStop sleep, then SIGTERM starts the gateway's drain, then the graceful shutdown, in time
+    drain_s = int(literal_env(gateway)["RELEVANCE_DRAIN_S"])
+    assert drain_s == Settings.model_fields["drain_s"].default
+    assert gateway["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(drain_s)]
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 2 * drain_s + 10
     defaults = (Settings.model_fields["port"].default, Settings.model_fields["grpc_port"].default)
     metrics_port = 8002  # the chart serves /metrics on its own port (RELEVANCE_METRICS_PORT), as Triton does
     assert ports(gateway) == {"http": defaults[0], "grpc": defaults[1], "metrics": metrics_port}
@@ -328,6 +333,7 @@ def test_request_rate_only_autoscaling_and_redis_url_from_a_secret() -> None:
 @pytest.mark.parametrize("values", [
     {"gateway": {"settings": {"triton_url": "elsewhere:8001"}}},
     {"gateway": {"autoscaling": {"cpu": {"enabled": False}}}},
+    {"gateway": {"drainSeconds": 15, "terminationGracePeriodSeconds": 30}},
 ])
 def test_contradictory_values_fail_the_render(values: dict[str, Any]) -> None:
     with pytest.raises(helm_python.HelmError):

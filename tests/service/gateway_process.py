@@ -26,18 +26,33 @@ class GatewayProcess:
     settings: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    grpc_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.grpc_port = self.grpc_port or free_port((self.port,))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "relevance.cli", "serve", "--port", str(self.port), "--log-level", "warning"]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "RELEVANCE_TEACHER_LOCAL": "false",
+                "RELEVANCE_GRPC_PORT": str(self.grpc_port),
+                **{f"RELEVANCE_{k.upper()}": v for k, v in self.settings.items()}}
+
+    def run(self, timeout_s: float = 90.0) -> subprocess.CompletedProcess[str]:
+        """Run to the end (a gateway that must fail to start): exit code and output."""
+        return subprocess.run(self.command, env=self.env, cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout_s, check=False)
+
     def start(self, timeout_s: float = 90.0) -> GatewayProcess:
         """Start and wait until /healthz answers (the lifespan finished: model and store loaded)."""
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "RELEVANCE_TEACHER_LOCAL": "false",
-               "RELEVANCE_GRPC_PORT": str(free_port((self.port,))),
-               **{f"RELEVANCE_{k.upper()}": v for k, v in self.settings.items()}}
-        self.process = subprocess.Popen([sys.executable, "-m", "relevance.cli", "serve", "--port", str(self.port),
-                                         "--log-level", "warning"], env=env, cwd=REPO, start_new_session=True)
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=REPO, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import time
@@ -75,8 +76,10 @@ def test_hostile_input_is_a_422_naming_the_field_and_the_connection_survives(gat
         method = "PUT" if path == "/v1/items" else "POST"
         response = client.request(method, path, content=body.encode(), headers={"content-type": "application/json"})
         assert response.status_code == 422, response.text
-        errors = response.json()["detail"]
+        errors = response.json()["error"]["fields"]
         assert any(error["loc"][: len(field)] == field for error in errors), errors
+        # the fields' own paths: no validator or union member tags such as "function-after[_unicode(), str]"
+        assert not [part for error in errors for part in error["loc"] if isinstance(part, str) and "[" in part]
         assert all("input" not in error for error in errors)  # the input is never echoed back
         again = client.post("/v1/score", json={"query": "drill", "items": [{"id": "1", "title": TITLES[0]}]})
         assert again.status_code == 200  # same keep-alive connection, not reset
@@ -98,7 +101,7 @@ def test_an_oversize_chunked_body_is_a_413(gateway: str) -> None:
     response = httpx.post(f"{gateway}/v1/score", content=chunks(), headers={"content-type": "application/json"},
                           timeout=10)
     assert response.request.headers.get("transfer-encoding") == "chunked"
-    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+    assert response.status_code == 413 and "larger than" in response.json()["error"]["message"]
 
 
 def test_every_answered_status_is_in_the_openapi_schema(gateway: str) -> None:
@@ -110,6 +113,24 @@ def test_every_answered_status_is_in_the_openapi_schema(gateway: str) -> None:
             assert status in responses[operation], (operation, status)
     assert "503" in responses[("/readyz", "GET")]
     assert {"401", "403", "404"} <= responses[("/metrics", "GET")]
+
+
+
+def test_the_schema_states_the_configured_limits_and_examples(gateway: str) -> None:
+    schemas = httpx.get(f"{gateway}/openapi.json").json()["components"]["schemas"]
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    score = schemas["ScoreRequest"]
+    assert score["properties"]["query"]["maxLength"] == defaults["max_query_chars"]
+    assert score["properties"]["items"]["maxItems"] == defaults["max_items"]
+    assert score["examples"] and schemas["RerankV2Request"]["examples"]
+    string_id = next(b for b in schemas["ScoreItem"]["properties"]["id"]["anyOf"] if b["type"] == "string")
+    assert string_id["maxLength"] == defaults["max_id_chars"]
+    assert schemas["RerankV2Request"]["properties"]["documents"]["items"]["maxLength"] == defaults["max_title_chars"]
+    assert schemas["ExplainPageRequest"]["properties"]["items"]["maxItems"] == defaults["explain_page_max_items"]
+    # what the schema says is what the gateway enforces
+    over = httpx.post(f"{gateway}/v1/score", json={"query": "q" * (defaults["max_query_chars"] + 1),
+                                                   "items": [{"id": "1"}]})
+    assert over.status_code == 422 and over.json()["error"]["fields"][0]["loc"] == ["body", "query"]
 
 
 # --- durability: acknowledged writes survive SIGKILL ------------------------------------------------------------
@@ -247,12 +268,18 @@ def test_metrics_behind_the_key_or_on_their_own_port(tiny_model_repository: Path
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/metrics").status_code == 401
         assert httpx.get(f"{url}/metrics", headers={"x-api-key": "wrong"}).status_code == 403
-        assert "relevance_ready" in httpx.get(f"{url}/metrics", headers={"x-api-key": "s3cret"}).text
+        on_http = httpx.get(f"{url}/metrics", headers={"x-api-key": "s3cret"})
+        assert "relevance_ready" in on_http.text
     metrics_port = free_port()
     with serving(create_app(Settings(**base, metrics_port=metrics_port))) as port:  # type: ignore[arg-type]
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"x-api-key": "s3cret"}).status_code == 404
         own = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert own.status_code == 200 and metric(own.text, "relevance_ready") == 1
+        assert own.headers["content-type"] == on_http.headers["content-type"]
+        head = httpx.head(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert head.status_code == 200 and head.content == b""
+        for elsewhere in ("/", "/v1/score", "/metricsx", "/healthz"):  # the metrics port serves /metrics only
+            assert httpx.get(f"http://127.0.0.1:{metrics_port}{elsewhere}").status_code == 404
 
 
 def test_ready_gauge_agrees_with_readyz_when_redis_goes(tiny_model_repository: Path,
@@ -305,3 +332,37 @@ def test_score_answers_are_strict_json(gateway: str) -> None:
         raise ValueError(constant)
 
     assert json.loads(response.text, parse_constant=refuse)["n_scored"] == 1
+
+
+# --- one error body for every status ---------------------------------------------------------------------------
+
+def test_every_error_status_has_one_body_shape(gateway: str) -> None:
+    score = {"query": "angle", "items": [{"id": "1", "title": TITLES[0]}]}
+    json_type = {"content-type": "application/json"}
+    answers = {
+        400: httpx.post(f"{gateway}/v1/score", content=b'{"query": ', headers=json_type),
+        404: httpx.get(f"{gateway}/v1/nowhere"),
+        405: httpx.get(f"{gateway}/v1/score"),
+        413: httpx.post(f"{gateway}/v1/score", content=gzip.compress(b" " * (128 * 1024)),
+                        headers={**json_type, "content-encoding": "gzip"}),  # small, but too large decompressed
+        415: httpx.post(f"{gateway}/v1/score", content=b"{}", headers={**json_type, "content-encoding": "br"}),
+        422: httpx.post(f"{gateway}/v1/rerank", json={"query": "angle", "documents": ["ok", 5]}),
+    }
+    types = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+             415: "unsupported_encoding", 422: "invalid_argument"}
+    for status, answer in answers.items():
+        assert answer.status_code == status, (status, answer.text)
+        (error,) = answer.json().values()
+        assert set(error) <= {"type", "message", "fields"} and error["type"] == types[status], (status, error)
+        assert isinstance(error["message"], str) and error["message"], status
+    fields = answers[422].json()["error"]["fields"]
+    assert {tuple(f["loc"]) for f in fields} == {("body", "documents", 1)}  # no union member tags
+    assert answers[422].json()["error"]["message"].startswith("documents[1]: ")
+    assert answers[400].json()["error"]["fields"][0]["type"] == "json_invalid"
+    # a gzip body within the limit is read as the plain one
+    plain = httpx.post(f"{gateway}/v1/score", json=score).json()["scores"]
+    packed = httpx.post(f"{gateway}/v1/score", content=gzip.compress(json.dumps(score).encode()),
+                        headers={**json_type, "content-encoding": "gzip"})
+    assert packed.status_code == 200 and packed.json()["scores"] == plain
+    broken = httpx.post(f"{gateway}/v1/score", content=b"not gzip", headers={**json_type, "content-encoding": "gzip"})
+    assert broken.status_code == 400 and broken.json()["error"]["type"] == "malformed"

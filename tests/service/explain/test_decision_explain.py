@@ -194,13 +194,14 @@ def test_bad_input_is_a_clear_4xx_naming_the_field(client: TestClient, path: str
                                                    field: list[str] | None) -> None:
     response = client.post(path, json=body)
     assert response.status_code == status, response.text
-    detail = response.json()["detail"]
+    error = response.json()["error"]
     if field is not None:
-        assert detail[0]["loc"] == field, detail
+        assert error["fields"][0]["loc"] == field, error
     elif status == 404:
-        assert detail.startswith("item_id: item 'no-such-item'")
+        assert error["message"].startswith("item_id: item 'no-such-item'")
+        assert error["fields"][0]["loc"] == ["body", "item_id"]
     else:
-        assert "no teacher configured" in detail
+        assert "no teacher configured" in error["message"]
 
 
 def test_edits_remove_every_occurrence_and_add_in_front() -> None:

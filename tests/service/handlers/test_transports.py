@@ -116,7 +116,7 @@ def test_grpc_rerank_explain_and_errors(gateway: tuple[str, int]) -> None:
             assert text in caught.value.details(), name
     over_http = httpx.post(f"{url}/v1/explain", json={"query": QUERY, "title": DOCUMENTS[1], "mode": "teacher"},
                            headers={"x-api-key": KEY})
-    assert over_http.status_code == 503 and "no teacher configured" in over_http.json()["detail"]
+    assert over_http.status_code == 503 and "no teacher configured" in over_http.json()["error"]["message"]
 
 
 def test_grpc_explains_the_decision_as_http_does(gateway: tuple[str, int]) -> None:
@@ -161,19 +161,21 @@ def test_grpc_health_and_reflection(gateway: tuple[str, int]) -> None:
 def test_one_error_type_mapped_once_per_transport() -> None:
     invalid = ApiError(Kind.INVALID_ARGUMENT, "at most 5 characters, got 6", field=("items", 3, "title"))
     assert invalid.field_path == "items[3].title"
-    assert http_status(invalid) == (422, [{"type": "too_long", "loc": ["body", "items", 3, "title"],
-                                           "msg": "at most 5 characters, got 6"}], {})
+    assert http_status(invalid) == (422, {"error": {
+        "type": "invalid_argument", "message": "items[3].title: at most 5 characters, got 6",
+        "fields": [{"loc": ["body", "items", 3, "title"], "msg": "at most 5 characters, got 6", "type": "too_long"}]}},
+        {})
     assert grpc_status(invalid) == (grpc.StatusCode.INVALID_ARGUMENT, "items[3].title: at most 5 characters, got 6")
     busy = ApiError(Kind.OVERLOADED, "queue full", retry_after_s=0.2)
-    assert http_status(busy) == (429, "queue full", {"Retry-After": "1"})
+    assert http_status(busy) == (429, {"error": {"type": "overloaded", "message": "queue full"}}, {"Retry-After": "1"})
     assert grpc_status(busy)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert http_status(ApiError(Kind.UNAUTHENTICATED, "missing"))[2] == {"WWW-Authenticate": "Bearer"}
     assert http_status(ApiError(Kind.UPSTREAM_ERROR, "teacher said 500"))[0] == 502
     # every kind has one status per transport; the body-limit refusals close the connection
     assert {kind: http_status(ApiError(kind, "x"))[0] for kind in Kind} == {
         Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 422, Kind.NOT_FOUND: 404,
-        Kind.OVERLOADED: 429, Kind.TOO_LARGE: 413, Kind.READ_TIMEOUT: 408, Kind.UNAVAILABLE: 503,
-        Kind.UPSTREAM_ERROR: 502}
+        Kind.OVERLOADED: 429, Kind.TOO_LARGE: 413, Kind.READ_TIMEOUT: 408, Kind.UNSUPPORTED_ENCODING: 415,
+        Kind.MALFORMED: 400, Kind.UNAVAILABLE: 503, Kind.UPSTREAM_ERROR: 502}
     assert all(grpc_status(ApiError(kind, "x"))[0] != grpc.StatusCode.OK for kind in Kind)
     assert http_status(ApiError(Kind.TOO_LARGE, "big", close_connection=True))[2] == {"Connection": "close"}
 
@@ -193,3 +195,96 @@ def test_explain_message_carries_the_result() -> None:
     assert message.aspects[0].query_span == pb.Span(start=0, end=13) and message.aspects[0].matches
     assert not message.aspects[1].HasField("query_value") and not message.aspects[1].HasField("matches")
     assert ExplainResult.model_validate_json(message.result_json) == result
+
+
+# --- rerank conformance: every field honoured or refused, alike over HTTP and gRPC ------------------------------
+
+def test_cohere_v1_sdk_ranks_on_rank_fields(gateway: tuple[str, int], tiny_model_repository: Path) -> None:
+    url, _ = gateway
+    runtime = load_runtime_model(tiny_model_repository)
+    assert isinstance(runtime, ColBERTModel)
+    documents = [{"title": title, "brand": "Acme"} for title in DOCUMENTS]
+    client = cohere.Client(api_key=KEY, base_url=url)
+    response = client.rerank(model="colbert", query=QUERY, documents=documents, rank_fields=["title"],
+                             return_documents=True)
+    want = runtime.score_pairs([QUERY] * len(DOCUMENTS), DOCUMENTS)  # ranked on the title alone
+    assert [r.index for r in response.results] == np.argsort(-want).tolist()
+    np.testing.assert_allclose([r.relevance_score for r in response.results], np.sort(want)[::-1], atol=1e-5)
+    assert response.results[0].document is not None  # the document comes back as sent, every field
+    assert response.id and response.meta is not None and response.meta.api_version is not None
+    two = runtime.score_pairs([QUERY], [f"brand: Acme\ntitle: {DOCUMENTS[1]}"])
+    both = client.rerank(model="colbert", query=QUERY, documents=documents[1:2], rank_fields=["brand", "title"])
+    np.testing.assert_allclose(both.results[0].relevance_score, two[0], atol=1e-5)
+    unversioned = httpx.post(f"{url}/rerank", json={"query": QUERY, "documents": DOCUMENTS},
+                             headers={"x-api-key": KEY}).json()
+    assert [r["index"] for r in unversioned["results"]] == np.argsort(-want).tolist()
+    missing = httpx.post(f"{url}/v1/rerank", json={"query": QUERY, "documents": documents, "rank_fields": ["text"]},
+                         headers={"x-api-key": KEY})
+    assert missing.status_code == 422
+    assert missing.json()["error"]["fields"][0]["loc"] == ["body", "documents", 0, "text"]
+
+
+def test_cohere_v2_max_tokens_per_doc_truncates_alike_over_grpc(gateway: tuple[str, int],
+                                                                tiny_model_repository: Path) -> None:
+    url, port = gateway
+    runtime = load_runtime_model(tiny_model_repository)
+    assert isinstance(runtime, ColBERTModel)
+    truncated = [runtime.tokenizer.truncate(d, 2) for d in DOCUMENTS]
+    assert truncated[0] != DOCUMENTS[0] and all(d.startswith(t) for d, t in zip(DOCUMENTS, truncated, strict=True))
+    want = runtime.score_pairs([QUERY] * len(DOCUMENTS), truncated)
+    response = cohere.ClientV2(api_key=KEY, base_url=url).rerank(model="colbert:1", query=QUERY,
+                                                                 documents=DOCUMENTS, max_tokens_per_doc=2)
+    assert [r.index for r in response.results] == np.argsort(-want).tolist()
+    np.testing.assert_allclose([r.relevance_score for r in response.results], np.sort(want)[::-1], atol=1e-5)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = pb_grpc.RelevanceStub(channel).Rerank(
+            pb.RerankRequest(query=QUERY, documents=DOCUMENTS, max_tokens_per_doc=2, model="colbert"),
+            metadata=_metadata(), timeout=10)
+    assert [(r.index, r.relevance_score) for r in reply.results] == [(r.index, r.relevance_score)
+                                                                      for r in response.results]
+
+
+def test_rerank_fields_it_cannot_honour_are_refused_by_name(gateway: tuple[str, int]) -> None:
+    url, port = gateway
+    v2 = cohere.ClientV2(api_key=KEY, base_url=url)
+    with pytest.raises(cohere.core.ApiError) as other_model:
+        v2.rerank(model="rerank-v3.5", query=QUERY, documents=DOCUMENTS)
+    assert other_model.value.status_code == 404 and "rerank-v3.5" in str(other_model.value.body)
+    with pytest.raises(cohere.core.ApiError) as priority:
+        v2.rerank(model="colbert", query=QUERY, documents=DOCUMENTS, priority=1)
+    assert priority.value.status_code == 422 and "priority" in str(priority.value.body)
+    with pytest.raises(cohere.core.ApiError) as chunks:
+        cohere.Client(api_key=KEY, base_url=url).rerank(query=QUERY, documents=DOCUMENTS, max_chunks_per_doc=2)
+    assert chunks.value.status_code == 422 and "max_chunks_per_doc" in str(chunks.value.body)
+    for path in ("/v1/rerank", "/v2/rerank"):
+        unknown = httpx.post(f"{url}{path}", json={"query": QUERY, "documents": DOCUMENTS, "top_k": 2},
+                             headers={"x-api-key": KEY})
+        assert unknown.status_code == 422
+        assert [(e["type"], e["loc"]) for e in unknown.json()["error"]["fields"]] == [("extra_forbidden",
+                                                                                  ["body", "top_k"])]
+    # an empty document: the same refusal over both transports
+    http = httpx.post(f"{url}/v2/rerank", json={"query": QUERY, "documents": ["a", " "]}, headers={"x-api-key": KEY})
+    assert http.status_code == 422
+    (error,) = http.json()["error"]["fields"]
+    assert error["loc"] == ["body", "documents", 1]
+    assert http.json()["error"]["message"] == f"documents[1]: {error['msg']}"
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.RelevanceStub(channel)
+        with pytest.raises(grpc.RpcError) as empty:
+            stub.Rerank(pb.RerankRequest(query=QUERY, documents=["a", " "]), metadata=_metadata(), timeout=10)
+        assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert empty.value.details() == f"documents[1]: {error['msg']}"
+        with pytest.raises(grpc.RpcError) as other:
+            stub.Rerank(pb.RerankRequest(query=QUERY, documents=["a"], model="rerank-v3.5"), metadata=_metadata(),
+                        timeout=10)
+        assert other.value.code() == grpc.StatusCode.NOT_FOUND and other.value.details().startswith("model:")
+
+
+def test_a_grpc_request_refused_for_size_is_counted(gateway: tuple[str, int]) -> None:
+    url, port = gateway
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.RelevanceStub(channel).Rerank(pb.RerankRequest(query=QUERY, documents=["x" * (5 << 20)]),
+                                              metadata=_metadata(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    text = httpx.get(f"{url}/metrics", headers={"x-api-key": KEY}).text
+    assert 'relevance_grpc_requests_total{code="RESOURCE_EXHAUSTED",method="Rerank"}' in text
