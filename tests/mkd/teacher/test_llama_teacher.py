@@ -282,10 +282,10 @@ def test_explain_adds_the_students_view_and_picks_the_teacher(teacher_url: str, 
             assert body["disagreement"] == (body["judgement"] != student["label"])
 
             chosen = client.post("/v1/explain", json={"query": query, "title": title, "model": "down"})
-            assert chosen.status_code == 503 and "cannot reach" in chosen.json()["detail"]
+            assert chosen.status_code == 503 and "cannot reach" in chosen.json()["error"]["message"]
             unknown = client.post("/v1/explain", json={"query": query, "title": title, "model": "gpt-9"})
-            assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "model"]
-            assert "down, ellm-rele-local" in unknown.json()["detail"][0]["msg"]
+            assert unknown.status_code == 422 and unknown.json()["error"]["fields"][0]["loc"] == ["body", "model"]
+            assert "down, ellm-rele-local" in unknown.json()["error"]["fields"][0]["msg"]
 
 
 def test_the_llm_writer_reaches_the_students_verdict_under_the_decision_grammar(teacher_url: str,
@@ -434,7 +434,7 @@ def test_the_local_teacher_never_outlives_the_gateway(sig: signal.Signals, tmp_p
                                                                   "mode": "teacher"}, timeout=120)
             if answer.status_code == 200:
                 break
-            assert answer.status_code == 503 and "starting" in answer.json()["detail"], answer.text
+            assert answer.status_code == 503 and "starting" in answer.json()["error"]["message"], answer.text
             assert int(answer.headers["Retry-After"]) >= 1
             assert time.monotonic() < deadline, "the local teacher did not become ready"
             time.sleep(0.5)

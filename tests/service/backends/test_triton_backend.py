@@ -179,7 +179,7 @@ def test_triton_killed_while_serving_gives_503_and_the_gateway_recovers(
             server.stop()
             response = client.post("/v1/score", json={"query": QUERIES[1], "items": ITEMS})
             assert response.status_code == 503, response.text
-            assert response.json()["detail"].startswith(
+            assert response.json()["error"]["message"].startswith(
                 f"encoder unavailable: Triton at {url(server, protocol)} ({protocol}), model 'colbert' version 1: ")
             assert response.headers["retry-after"] == "1"
             ready = client.get("/readyz")
