@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from service import request_ids
+from service.api.docs_pages import add_docs_pages
 from service.api.openapi import openapi_with_limits
 from service.api.router import ops, unversioned, v1, v2
 from service.catalogue import Catalogue
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
                      settings.backend, type(engine.store).__name__)
             yield
 
-    app = FastAPI(title="relevance", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="relevance", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Explainable, LLM-distilled relevance scoring for e-commerce search: ColBERT-like "
                               "student scores (MaxSim over cached item token embeddings), Cohere-compatible "
                               "rerank, and explanations of the served decision (or the ELLM-rele teacher's own "
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, *, store: ItemStore | None = No
     app.include_router(v2)
     app.include_router(unversioned)
     app.include_router(ops)
+    add_docs_pages(app)
     app.openapi = openapi_with_limits(app, settings)  # type: ignore[method-assign]  # FastAPI's documented hook
 
     @app.exception_handler(ApiError)

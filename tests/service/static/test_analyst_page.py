@@ -313,3 +313,30 @@ def test_a_bad_verdict_a_mismatch_and_a_disagreeing_teacher_render(page: Any, ga
     assert page.inner_text("#teacher-agreement") == "disagrees with the student (Bad)"
     assert page.inner_text("#teacher-cot").startswith("Thinking: query has brand requirement: everbilt")
     assert page.is_hidden("#teacher-note")
+
+
+def test_the_api_docs_render_without_internet(browser: Any, gateway: str) -> None:
+    """Swagger UI and ReDoc load their scripts, styles and the schema from the gateway itself: with every other host
+    unreachable, both pages render the API's operations (ReDoc's bundle still asks the internet for its logo: an
+    image, which the page does without)."""
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def only_the_gateway(route: Any) -> None:
+        if route.request.url.startswith(gateway):
+            route.continue_()
+        else:
+            if route.request.resource_type != "image":
+                outside.append(f"{route.request.resource_type} {route.request.url}")
+            route.abort()
+
+    context.route("**/*", only_the_gateway)
+    tab = context.new_page()
+    tab.goto(f"{gateway}/docs")
+    tab.wait_for_selector(".opblock", timeout=30_000)
+    assert tab.locator(".opblock").count() >= 5
+    assert "/v1/score" in tab.content()
+    tab.goto(f"{gateway}/redoc")
+    tab.wait_for_selector("text=\"/v1/score\"", timeout=30_000)
+    context.close()
+    assert outside == [], outside
