@@ -38,7 +38,8 @@ class Settings(BaseSettings):
         "auto", description="'local' (memory-mapped index in store_dir), 'redis', or 'auto' (redis if a Redis URL "
                             "is set, else local).")
     redis_url: str | None = Field(None, validation_alias=AliasChoices("RELEVANCE_REDIS_URL", "REDIS_URL"),
-                                  description="Redis URL, e.g. redis://127.0.0.1:6379/0.")
+                                  description="Redis URL, e.g. redis://127.0.0.1:6379/0; "
+                                  "redis+cluster://HOST:PORT (any master) for a Redis Cluster.")
     store_dir: Path = Field(REPO_ROOT / "data" / "index", description="Local store root (relevance index output).")
     namespace: str = Field("relevance", description="Key prefix of the store: <namespace>:<model version>:<id>.")
     encode_missing: bool = Field(True, description="Encode items missing from the store from their title.")
