@@ -317,24 +317,29 @@ class RedisClusterItemStore(RedisItemStore):
         assert isinstance(client, RedisCluster)
         return client
 
-    def _read(self, ids: Sequence[str]) -> tuple[TokenCodec | None, list[bytes | None], list[int], str]:
-        codec = self.stored_codec()  # its own round trip, once: the codec lives on one slot of its own
-        if codec is None:
-            return None, [None] * len(ids), [], ""
+    def _by_master(self, keys: Sequence[str]) -> dict[str, tuple[ClusterNode, dict[int, list[int]]]]:
+        """The positions of ``keys`` by the master that serves them (by its name) and by hash slot."""
         client = self._cluster()
-        keys = [self.key(i) for i in ids]
-        by_node: dict[str, tuple[ClusterNode, dict[int, list[int]]]] = {}  # node -> slot -> positions in ids
+        by_node: dict[str, tuple[ClusterNode, dict[int, list[int]]]] = {}
         try:
             for position, key in enumerate(keys):
                 slot = key_slot(key.encode())
                 node = client.nodes_manager.get_node_from_slot(slot)
                 by_node.setdefault(node.name, (node, {}))[1].setdefault(slot, []).append(position)
         except RedisClusterException as exc:  # e.g. a slot no master serves
-            raise self._error(f"route {len(keys)} items", exc) from None
+            raise self._error(f"route {len(keys)} keys", exc) from None
+        return by_node
+
+    def _read(self, ids: Sequence[str]) -> tuple[TokenCodec | None, list[bytes | None], list[int], str]:
+        codec = self.stored_codec()  # its own round trip, once: the codec lives on one slot of its own
+        if codec is None:
+            return None, [None] * len(ids), [], ""
+        client = self._cluster()
+        keys = [self.key(i) for i in ids]
         values: list[bytes | None] = [None] * len(ids)
         unread: list[int] = []
         errors: list[str] = []
-        for name, (node, slots) in by_node.items():
+        for name, (node, slots) in self._by_master(keys).items():
             try:
                 pipe = client.get_redis_connection(node).pipeline(transaction=False)
                 for positions in slots.values():
@@ -362,6 +367,25 @@ class RedisClusterItemStore(RedisItemStore):
             raise StoreError(f"redis {self.url}: read of {len(ids)} items ({self._prefix}*): {'; '.join(errors)}")
         return codec, values, sorted(unread), (f"redis {self.url}: {len(unread)} of {len(ids)} items unread "
                                                f"({self._prefix}*): {'; '.join(errors)}")
+
+    def missing(self, ids: Sequence[str]) -> list[str]:
+        """The ids of ``ids`` whose item key does not exist (one pipeline of EXISTS per master per 4096 ids): not
+        the id set, which outlives the items of a master that restarted empty, so that ``relevance index`` writes
+        them again."""
+        client = self._cluster()
+        absent: list[int] = []  # positions in ids
+        try:
+            for begin in range(0, len(ids), _IDS_PER_CHECK):
+                keys = [self.key(i) for i in ids[begin : begin + _IDS_PER_CHECK]]
+                for node, slots in self._by_master(keys).values():
+                    pipe = client.get_redis_connection(node).pipeline(transaction=False)
+                    positions = [p for group in slots.values() for p in group]
+                    for p in positions:
+                        pipe.exists(keys[p])
+                    absent.extend(begin + p for p, here in zip(positions, pipe.execute(), strict=True) if not here)
+        except redis.RedisError as exc:
+            raise self._error(f"check {len(ids)} ids", exc) from None
+        return [ids[p] for p in sorted(absent)]
 
     def _queue_items(self, pipe: Pipeline | ClusterPipeline, blobs: Mapping[str, bytes]) -> None:
         """One SET per item: the items are on many slots, which one MSET may not span."""

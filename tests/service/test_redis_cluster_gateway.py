@@ -126,6 +126,11 @@ def test_the_cluster_serves_what_a_single_server_serves_and_survives_a_master(
         assert {s["id"] for s in body["scores"] if s.get("source") == "store"} == {p.product_uid for p in products
                                                                                  } - lost
         assert all(s["error"].startswith("unknown item") for s in body["scores"] if s["id"] in lost)
+        # the version's id set (on the metadata master) outlived them: indexing again writes exactly those
+        again = _index(cluster.url, catalogue, tiny_model_repository)
+        assert (again["items"], again["skipped"]) == (len(lost), len(products) - len(lost))
+        body = gateway.post("/v1/score", json=by_id).json()
+        assert body["n_errors"] == 0 and {s["source"] for s in body["scores"]} == {"store"}
 
 
 def test_index_names_the_url_and_the_mode_to_use(tmp_path: Path, cluster: RedisClusterNodes,

@@ -89,7 +89,7 @@ def test_a_read_is_one_pipeline_per_master(redis_cluster: RedisClusterNodes) -> 
 def test_a_master_down_costs_only_its_items() -> None:
     """A master killed mid-way: the items of the others are still read (PartialReadError carries them, naming
     the unread positions); get_many, all or nothing, fails; health names the master. Restarted (empty), it
-    serves again and its items are simply unknown."""
+    serves again, its items are unknown and missing (though the id set still lists them)."""
     cluster = RedisClusterNodes.start()
     try:
         store = open_redis_store(cluster.url, "down", "colbert:1", SQ8, timeout_s=0.5)
@@ -114,6 +114,7 @@ def test_a_master_down_costs_only_its_items() -> None:
         batch, slots = store.get_batch(ids)
         assert set(slots) == set(range(len(ids))) - lost
         assert store.health().ok
+        assert store.missing(ids) == [ids[k] for k in sorted(lost)]  # what the indexer writes again
         store.close()
     finally:
         cluster.stop()
