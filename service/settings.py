@@ -157,6 +157,9 @@ class Settings(BaseSettings):
         """Settings that are valid one by one but not together fail here, at load, naming the field to set."""
         if self.store == "redis" and not self.redis_url:
             raise ValueError("redis_url: store=redis needs a Redis URL (RELEVANCE_REDIS_URL or REDIS_URL)")
+        if self.redis_url and "+cluster://" in self.redis_url.lower() and {"{", "}"} & set(self.namespace):
+            raise ValueError(f"namespace: {self.namespace!r}: with a Redis Cluster, braces make a hash tag that puts "
+                             "every item on one slot; choose a namespace without {{ and }}")
         if self.grpc_port and self.grpc_port == self.port:
             raise ValueError(f"grpc_port: {self.grpc_port} is also the HTTP port")
         if self.metrics_port and self.metrics_port in (self.port, self.grpc_port):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 import redis
+from pydantic import ValidationError
 from redis.crc import key_slot
 
+from service.settings import Settings
 from service.store import PartialReadError, StoreError
 from service.store import redis as redis_store
 from service.store.redis import RedisClusterItemStore, RedisItemStore, open_redis_store
@@ -168,3 +170,6 @@ def test_a_cluster_down_at_start_up_is_reported_without_the_password() -> None:
 def test_braces_in_the_namespace_are_refused(redis_cluster: RedisClusterNodes) -> None:
     with pytest.raises(StoreError, match="one cluster slot"):
         open_redis_store(redis_cluster.url, "a{b}", "colbert:1")
+    with pytest.raises(ValidationError, match="with a Redis Cluster, braces make a hash tag"):
+        Settings(redis_url=redis_cluster.url, namespace="a{b}")  # type: ignore[call-arg]
+    assert Settings(redis_url="redis://127.0.0.1:6379/0", namespace="a{b}").namespace == "a{b}"  # type: ignore[call-arg]
