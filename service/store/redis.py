@@ -23,6 +23,7 @@ set live on one slot (a version's metadata is on one node, all or nothing). The 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import redis
@@ -37,6 +38,8 @@ from relevance_core.redaction import redact_url
 from service.health import Health
 from service.store import ItemBatch, ItemTokens, PartialReadError, StoreError
 from service.store.codec import TokenCodec
+
+log = logging.getLogger(__name__)
 
 CODEC_SUFFIX = "#codec"
 IDS_SUFFIX = "#ids"
@@ -339,6 +342,7 @@ class RedisClusterItemStore(RedisItemStore):
         values: list[bytes | None] = [None] * len(ids)
         unread: list[int] = []
         errors: list[str] = []
+        unreachable: str | None = None
         for name, (node, slots) in self._by_master(keys).items():
             try:
                 pipe = client.get_redis_connection(node).pipeline(transaction=False)
@@ -348,6 +352,7 @@ class RedisClusterItemStore(RedisItemStore):
             except redis.RedisError as exc:  # the node cannot be reached: all of its items are unread
                 unread.extend(p for positions in slots.values() for p in positions)
                 errors.append(f"{name}: {exc}")
+                unreachable = name
                 continue
             for positions, reply in zip(slots.values(), replies, strict=True):
                 if isinstance(reply, AskError):  # the slot moved (resharding): the cluster client follows it
@@ -361,12 +366,22 @@ class RedisClusterItemStore(RedisItemStore):
                     continue
                 for p, value in zip(positions, reply, strict=True):
                     values[p] = _raw(value)
+        if unreachable is not None:
+            self._refresh_slots(unreachable)
         if not unread:
             return codec, values, [], ""
         if len(unread) == len(ids):
             raise StoreError(f"redis {self.url}: read of {len(ids)} items ({self._prefix}*): {'; '.join(errors)}")
         return codec, values, sorted(unread), (f"redis {self.url}: {len(unread)} of {len(ids)} items unread "
                                                f"({self._prefix}*): {'; '.join(errors)}")
+
+    def _refresh_slots(self, failed: str) -> None:
+        """Read the slot map again after master ``failed`` could not be reached, so that the next read goes to
+        the replica promoted in its place. Best effort: while no node answers, the old map stays in use."""
+        try:
+            self._cluster().nodes_manager.initialize(last_failed_node_name=failed)
+        except (RedisClusterException, redis.RedisError, StoreError) as exc:
+            log.debug("cannot refresh the slot map of %s: %s", self.url, exc)
 
     def missing(self, ids: Sequence[str]) -> list[str]:
         """The ids of ``ids`` whose item key does not exist (one pipeline of EXISTS per master per 4096 ids): not

@@ -123,8 +123,8 @@ def cluster_node_port() -> int:
 
 @dataclass
 class RedisClusterNodes:
-    """Three redis-server masters joined by ``redis-cli --cluster create`` (no replicas), in a temporary directory
-    for their cluster config files. ``url`` is a cluster-mode URL naming the first node."""
+    """redis-server masters joined by ``redis-cli --cluster create`` (three, no replicas by default), in a
+    temporary directory for their cluster config files. ``url`` is a cluster-mode URL naming the first node."""
 
     nodes: list[RedisServer]
     directory: tempfile.TemporaryDirectory[str] = field(repr=False)
@@ -134,7 +134,8 @@ class RedisClusterNodes:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
     @classmethod
-    def start(cls, masters: int = 3, timeout_s: float = 20.0) -> RedisClusterNodes:
+    def start(cls, masters: int = 3, replicas: int = 0, timeout_s: float = 20.0) -> RedisClusterNodes:
+        """``masters`` masters and ``replicas`` replicas of each (``nodes``: as redis-cli paired them)."""
         if REDIS_CLI is None:
             pytest.skip("redis-cli is not installed (apt-get install redis-tools); the cluster tests create a real "
                         "Redis Cluster with it")
@@ -142,14 +143,14 @@ class RedisClusterNodes:
         nodes: list[RedisServer] = []
         cluster = cls(nodes, directory)
         try:
-            for _ in range(masters):
+            for _ in range(masters * (1 + replicas)):
                 port = cluster_node_port()
                 # surviving masters keep serving their slots while one is down (as docs/gateway.md advises)
                 args = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
                         "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"]
                 nodes.append(RedisServer.start(port=port, args=args, cwd=Path(directory.name)))
             subprocess.run([REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-                            "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True,
+                            "--cluster-replicas", str(replicas), "--cluster-yes"], check=True, capture_output=True,
                            timeout=timeout_s)
             cluster.wait_ok(timeout_s)
         except BaseException:

@@ -5,6 +5,8 @@ the server."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from pydantic import ValidationError
@@ -117,6 +119,35 @@ def test_a_master_down_costs_only_its_items() -> None:
         assert set(slots) == set(range(len(ids))) - lost
         assert store.health().ok
         assert store.missing(ids) == [ids[k] for k in sorted(lost)]  # what the indexer writes again
+        store.close()
+    finally:
+        cluster.stop()
+
+
+def test_a_replica_promoted_in_place_of_a_dead_master_serves_its_items() -> None:
+    """With replicas, the store reads the slot map again after a master fails to answer: once the cluster has
+    promoted the master's replica, every item is read again, from it."""
+    cluster = RedisClusterNodes.start(replicas=1)  # the first three nodes are the masters
+    try:
+        store = open_redis_store(cluster.url, "failover", "colbert:1", SQ8, timeout_s=0.5)
+        store.put_many(ITEMS)
+        metadata = _node_of(cluster, "{failover:colbert:1}#codec")
+        victim = next(n for n in cluster.nodes[1:3] if n is not metadata)
+        ids = list(ITEMS)
+        assert any(_node_of(cluster, store.key(i)) is victim for i in ids)
+        primary = redis.Redis(port=victim.port)
+        assert primary.execute_command("WAIT", 1, 5000) == 1  # its replica has every write
+        primary.close()
+        victim.kill()
+        deadline = time.monotonic() + 25
+        while True:
+            try:
+                batch, slots = store.get_batch(ids)
+                break
+            except PartialReadError:
+                assert time.monotonic() < deadline, "the replica was not promoted, or the store kept the old map"
+                time.sleep(0.2)
+        assert slots == list(range(len(ids))) and len(batch) == len(ids)
         store.close()
     finally:
         cluster.stop()
