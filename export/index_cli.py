@@ -32,7 +32,8 @@ def index(
         DEFAULT_REPOSITORY),
     version: Annotated[int | None, typer.Option(min=1, help="Model version (default: the highest).")] = None,
     redis: Annotated[str | None, typer.Option(
-        envvar="REDIS_URL", help="Redis URL (e.g. redis://127.0.0.1:6379/0); without it, the local store.")] = None,
+        envvar="REDIS_URL", help="Redis URL (e.g. redis://127.0.0.1:6379/0; redis+cluster://HOST:PORT for a Redis "
+                                 "Cluster); without it, the local store.")] = None,
     store_dir: Annotated[Path, typer.Option(help="Local store directory (without --redis).")] = DEFAULT_STORE_DIR,
     namespace: Annotated[str, typer.Option(help="Redis key prefix: <namespace>:<model version>:<id>.")] = "relevance",
     codec: Annotated[CodecChoice, typer.Option(help="sq8 (8-bit scalar, 4x smaller than float32), pq32 (product "
@@ -59,10 +60,11 @@ def index(
             raise fail(f"--model-repository {str(model_repository)!r}: the served model is not a colbert model")
         label = model.version.label
         if redis is not None:
-            from service.store.redis import RedisItemStore
+            from service.store.redis import open_redis_store
 
-            store = RedisItemStore(redis, namespace, label)
-            where: dict[str, Any] = {"kind": "redis", "url": store.url, "namespace": namespace}
+            store = open_redis_store(redis, namespace, label)
+            where: dict[str, Any] = {"kind": "redis-cluster" if store.cluster else "redis", "url": store.url,
+                                     "namespace": namespace}
         else:
             from service.store.local import LocalItemStore
 

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
         "auto", description="'local' (memory-mapped index in store_dir), 'redis', or 'auto' (redis if a Redis URL "
                             "is set, else local).")
     redis_url: str | None = Field(None, validation_alias=AliasChoices("RELEVANCE_REDIS_URL", "REDIS_URL"),
-                                  description="Redis URL, e.g. redis://127.0.0.1:6379/0.")
+                                  description="Redis URL, e.g. redis://127.0.0.1:6379/0; "
+                                  "redis+cluster://HOST:PORT (any master) for a Redis Cluster.")
     store_dir: Path = Field(REPO_ROOT / "data" / "index", description="Local store root (relevance index output).")
     namespace: str = Field("relevance", description="Key prefix of the store: <namespace>:<model version>:<id>.")
     encode_missing: bool = Field(True, description="Encode items missing from the store from their title.")
@@ -167,6 +168,9 @@ class Settings(BaseSettings):
         """Settings that are valid one by one but not together fail here, at load, naming the field to set."""
         if self.store == "redis" and not self.redis_url:
             raise ValueError("redis_url: store=redis needs a Redis URL (RELEVANCE_REDIS_URL or REDIS_URL)")
+        if self.redis_url and "+cluster://" in self.redis_url.lower() and {"{", "}"} & set(self.namespace):
+            raise ValueError(f"namespace: {self.namespace!r}: with a Redis Cluster, braces make a hash tag that puts "
+                             "every item on one slot; choose a namespace without {{ and }}")
         if self.grpc_port and self.grpc_port == self.port:
             raise ValueError(f"grpc_port: {self.grpc_port} is also the HTTP port")
         if self.metrics_port and self.metrics_port in (self.port, self.grpc_port):

@@ -23,7 +23,7 @@ from service.core.maxsim import maxsim_segments
 from service.core.runtime import ColBERTModel
 from service.metrics import Metrics
 from service.settings import Settings
-from service.store import ItemBatch, ItemStore, ItemTokens, StoreError
+from service.store import ItemBatch, ItemStore, ItemTokens, PartialReadError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +193,11 @@ class ScoringEngine:
         return [got for got in out if got is not None]  # every title was cached
 
     # --- items ------------------------------------------------------------------------------------------------
-    async def fetch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int], str | None]:
-        """Stored embeddings of ``ids`` (one store round trip), their positions in ``ids``, and the store's error
-        if it failed (then nothing is found)."""
+    async def fetch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int], str | None, set[int]]:
+        """Stored embeddings of ``ids`` (one store round trip), their positions in ``ids``, the store's error if
+        it failed, and the positions it could not read (all of them, or a cluster's down node's)."""
         if not ids:
-            return ItemBatch.empty(), [], None
+            return ItemBatch.empty(), [], None, set()
         started = time.perf_counter()
         try:
             if self._store_in_process:  # a memory read (well under a millisecond): a thread hop would cost more
@@ -205,12 +205,16 @@ class ScoringEngine:
             else:
                 batch, slots = await asyncio.get_running_loop().run_in_executor(self.store_threads,
                                                                                 self.store.get_batch, ids)
+        except PartialReadError as exc:
+            self.metrics.store_errors.labels("get").inc()
+            log.warning("store read failed in part: %s", exc)
+            return *exc.found, f"store unavailable: {exc}", set(exc.unread)
         except StoreError as exc:
             self.metrics.store_errors.labels("get").inc()
             log.warning("store read failed: %s", exc)
-            return ItemBatch.empty(), [], f"store unavailable: {exc}"
+            return ItemBatch.empty(), [], f"store unavailable: {exc}", set(range(len(ids)))
         self.metrics.stage.labels("fetch").observe(time.perf_counter() - started)
-        return batch, slots, None
+        return batch, slots, None, set()
 
     async def resolve_items(self, items: Sequence[ItemInput], *, use_store: bool = True,
                             ) -> tuple[ItemBatch, list[int], list[ItemResult], dict[str, float]]:
@@ -218,10 +222,10 @@ class ScoringEngine:
         position in ``items``, and per-item results carrying the source or the error."""
         timings: dict[str, float] = {}
         results = [ItemResult(item.id) for item in items]
-        batch, slots, store_error = ItemBatch.empty(), list[int](), None
+        batch, slots, store_error, unread = ItemBatch.empty(), list[int](), None, set[int]()
         if use_store:
             started = time.perf_counter()
-            batch, slots, store_error = await self.fetch([item.id for item in items])
+            batch, slots, store_error, unread = await self.fetch([item.id for item in items])
             timings["fetch"] = _ms(time.perf_counter() - started)
         for slot in slots:
             results[slot].source = "store"
@@ -240,10 +244,13 @@ class ScoringEngine:
             if self.settings.write_back and use_store and store_error is None:  # ids of real items only
                 self._write_back({items[k].id: tokens for k, tokens in zip(with_title, encoded, strict=True)})
         for k in set(missing) - set(with_title):
-            reason = store_error or ("unknown item and no title to encode" if self.settings.encode_missing
-                                     else "unknown item (encoding from titles is disabled)")
-            results[k].error = reason
-            self.metrics.item_errors.labels("store_unavailable" if store_error else "unknown_item").inc()
+            if k in unread:
+                results[k].error = store_error
+                self.metrics.item_errors.labels("store_unavailable").inc()
+                continue
+            results[k].error = ("unknown item and no title to encode" if self.settings.encode_missing
+                                else "unknown item (encoding from titles is disabled)")
+            self.metrics.item_errors.labels("unknown_item").inc()
         return batch, slots, results, timings
 
     def _write_back(self, items: dict[str, ItemTokens]) -> None:

@@ -73,6 +73,16 @@ class StoreError(RuntimeError):
     """The store could not be read or written (connection lost, corrupt entry); the message says which."""
 
 
+class PartialReadError(StoreError):
+    """Part of a ``get_batch`` failed (a Redis Cluster node down): ``found`` is what the read returned for the
+    rest, as ``get_batch`` returns it, and ``unread`` the positions in ``ids`` that could not be read."""
+
+    def __init__(self, message: str, found: tuple[ItemBatch, list[int]], unread: list[int]) -> None:
+        super().__init__(message)
+        self.found = found
+        self.unread = unread
+
+
 class ItemStore(Protocol):
     """What the gateway and the indexer need from a store bound to one model version."""
 
@@ -81,12 +91,14 @@ class ItemStore(Protocol):
     """True when reads are memory reads (the gateway then calls them on its event loop, not on a thread)."""
 
     def get_many(self, ids: Sequence[str]) -> list[ItemTokens | None]:
-        """The items in ``ids`` order, None where unknown; one round trip to the backing store."""
+        """The items in ``ids`` order, None where unknown; one round trip to the backing store (per node of a
+        Redis Cluster); :class:`StoreError` when any of them could not be read."""
         ...
 
     def get_batch(self, ids: Sequence[str]) -> tuple[ItemBatch, list[int]]:
         """The found items concatenated (the request path's read) and, per batch item, its position in ``ids``;
-        one round trip, one dequantisation."""
+        one round trip (per node of a Redis Cluster), one dequantisation. Raises :class:`StoreError` when
+        nothing could be read, :class:`PartialReadError` with what was read when only part could."""
         ...
 
     def put_many(self, items: Mapping[str, ItemTokens]) -> None:

@@ -8,16 +8,17 @@ from service.store.codec import TokenCodec
 
 
 def open_store(settings: Settings, model_version: str, dim: int) -> ItemStore:
-    """Redis when configured (``store=redis`` or a Redis URL with ``store=auto``), else the local store under
-    ``store_dir``. Items written before any index exists (PUT /v1/items, write-back) use 8-bit scalar
-    quantisation over [-1, 1], which fits unit-length embeddings without training."""
+    """Redis when configured (``store=redis`` or a Redis URL with ``store=auto``; a Redis Cluster for a
+    ``redis+cluster://`` URL), else the local store under ``store_dir``. Items written before any index exists
+    (PUT /v1/items, write-back) use 8-bit scalar quantisation over [-1, 1], which fits unit-length embeddings
+    without training."""
     fallback = TokenCodec.sq8_unit(dim)
     if settings.store_kind == "redis":
-        from service.store.redis import RedisItemStore
+        from service.store.redis import open_redis_store
 
         if not settings.redis_url:
             raise ValueError("store=redis needs RELEVANCE_REDIS_URL (or REDIS_URL)")
-        return RedisItemStore(settings.redis_url, settings.namespace, model_version, fallback)
+        return open_redis_store(settings.redis_url, settings.namespace, model_version, fallback)
     from service.store.local import LocalItemStore
 
     return LocalItemStore(settings.store_dir, model_version, fallback, sync=settings.store_sync)
