@@ -14,7 +14,7 @@ import numpy as np
 
 from relevance_core.calibration import CalibrationMap, expected_calibration_error, reliability
 from relevance_core.data import load_pairs
-from relevance_core.model_repository import ModelVersion, load_version_directory
+from relevance_core.model_repository import load_version_directory
 from relevance_core.provenance import sha256_file
 
 BLEND = 0.01
@@ -44,11 +44,6 @@ def out_of_fold(p0: np.ndarray, good: np.ndarray, groups: Sequence[str], *, blen
     return out
 
 
-def uncalibrated(version: ModelVersion) -> ModelVersion:
-    """The version without its calibration map: what the map is fitted on."""
-    return dataclasses.replace(version, meta=dataclasses.replace(version.meta, calibration_map=None))
-
-
 def calibrate_version(directory: Path, pairs_path: Path, *, blend: float = BLEND) -> dict[str, Any]:
     """Score ``pairs_path`` with the version in ``directory`` (ONNX Runtime, without any map it has), fit the map,
     write it into ``serving.json``; returns the record (ECE before, out of fold, and in sample; the reliability
@@ -59,7 +54,7 @@ def calibrate_version(directory: Path, pairs_path: Path, *, blend: float = BLEND
 
     version = load_version_directory(directory)
     pairs = load_pairs(pairs_path)
-    p0 = runtime_model(uncalibrated(version)).score_pairs([p.query for p in pairs], [p.product_title for p in pairs])
+    p0 = runtime_model(version.uncalibrated()).score_pairs([p.query for p in pairs], [p.product_title for p in pairs])
     good = np.array([p.good for p in pairs], dtype=np.float64)
     oof = out_of_fold(p0, good, [p.query for p in pairs], blend=blend)
     fitted_on = {"path": str(pairs_path), "sha256": sha256_file(pairs_path), "rows": len(pairs),

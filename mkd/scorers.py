@@ -154,14 +154,15 @@ class UnknownModelError(ValueError):
 
 
 def load_scorer(model: str, *, version: int | None = None, model_name: str | None = None,
-                show_progress: bool = True) -> PairScorer:
+                show_progress: bool = True, calibrated: bool = True) -> PairScorer:
     """Resolve ``--model``: ``bm25``; ``rules`` or ``rules:CATALOGUE`` (the rule annotator, `RulesScorer`);
     ``teacher`` (the shipped local ELLM-rele) or ``teacher:ADAPTER_DIR``;
     ``committee:DIR`` or a folder with ``committee.json`` (the release teacher, `mkd.committee`);
     ``scores:FILE`` (the scores of a compact scores file, `ScoresFileScorer`); a
     model repository (root or model directory; ``version`` defaults to the highest, ``model_name`` to ``colbert``)
     or one exported version directory, scored with ONNX Runtime; or a student checkpoint directory
-    (``student.json`` inside; needs torch)."""
+    (``student.json`` inside; needs torch). ``calibrated=False``: an exported version's own probability, without
+    the calibration map it may carry (what committee members give: the combiner calibrates them together)."""
     path = Path(model)
     if (version is not None or model_name is not None) and not is_model_repository(path):
         raise UnknownModelError(f"--version/--model-name apply to a model repository; {model!r} is not one")
@@ -183,14 +184,17 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
             committee = Committee.load(model.removeprefix("committee:"))
         except CommitteeError as exc:
             raise UnknownModelError(f"--model {model!r}: {exc}") from None
-        return CommitteeScorer(committee, [load_scorer(m.resolved, show_progress=show_progress).score
+        return CommitteeScorer(committee, [load_scorer(m.resolved, show_progress=show_progress, calibrated=False).score
                                            for m in committee.members])
     try:
         if is_model_repository(path):
-            return RepositoryScorer(resolve_model(path, model=model_name, version=version),
+            chosen = resolve_model(path, model=model_name, version=version)
+            return RepositoryScorer(chosen if calibrated else chosen.uncalibrated(),
                                     show_progress=show_progress)
         if (path / SERVING_FILE).is_file():
-            return RepositoryScorer(load_version_directory(path), show_progress=show_progress)
+            directory = load_version_directory(path)
+            return RepositoryScorer(directory if calibrated else directory.uncalibrated(),
+                                    show_progress=show_progress)
     except ModelRepositoryError as exc:
         raise UnknownModelError(f"--model {model!r}: {exc}") from None
     if (path / "student.json").is_file():

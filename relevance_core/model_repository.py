@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,6 +111,11 @@ class ModelVersion:
     @property
     def config_path(self) -> Path:
         return self.directory.parent / CONFIG_FILE
+
+    def uncalibrated(self) -> ModelVersion:
+        """This version without its calibration map: the model's own probability p0 (what a map is fitted on, and
+        what a committee combines: its combiner is a calibration of its own)."""
+        return replace(self, meta=replace(self.meta, calibration_map=None))
 
     @property
     def label(self) -> str:

@@ -21,7 +21,7 @@ def _member_scorers(members: list[Member]) -> list[MemberScorer]:
     from mkd.scorers import UnknownModelError, load_scorer
 
     try:
-        return [load_scorer(m.resolved).score for m in members]
+        return [load_scorer(m.resolved, calibrated=False).score for m in members]
     except UnknownModelError as exc:
         raise fail(str(exc)) from None
 

@@ -107,10 +107,10 @@ class TokenCodec:
                     or not pq.is_trained or pq.d != dim:
                 raise ValueError(f"pq32 needs a trained {dim}-d IndexPQ of {PQ_SUBVECTORS} x {PQ_BITS} bits")
             self.code_size = PQ_SUBVECTORS
-            # (M, 256, dim / M): decoding picks one centroid per sub-vector
+            # decoding picks one centroid per sub-vector: the (M * 256, dim / M) table, row m * 256 + code
             self._centroids = faiss.vector_to_array(pq.pq.centroids).astype(np.float32).reshape(
-                PQ_SUBVECTORS, 1 << PQ_BITS, dim // PQ_SUBVECTORS)
-            self._subvector = np.arange(PQ_SUBVECTORS)
+                PQ_SUBVECTORS << PQ_BITS, dim // PQ_SUBVECTORS)
+            self._table_offset = np.arange(PQ_SUBVECTORS, dtype=np.intp) << PQ_BITS
 
     @classmethod
     def float32(cls, dim: int) -> TokenCodec:
@@ -208,7 +208,9 @@ class TokenCodec:
         if self._index is None:
             return codes.view(np.float32)
         if self.name == "pq32":
-            return self._centroids[self._subvector, codes].reshape(len(codes), self.dim)
+            rows = codes.astype(np.intp)
+            rows += self._table_offset
+            return np.take(self._centroids, rows.ravel(), axis=0).reshape(len(codes), self.dim)
         vectors = codes.astype(np.float32)
         vectors *= self._scale
         vectors += self._offset
