@@ -32,7 +32,9 @@ def serve(
     except TritonServerError as exc:
         raise fail(str(exc)) from None
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # both stop it, whatever disposition it inherited (a shell's background job starts with SIGINT ignored)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         server.wait_ready(ready_timeout_s)
         print(json.dumps({"http": server.http_url, "grpc": server.grpc_url, "pid": server.process.pid,
@@ -42,7 +44,5 @@ def serve(
                 raise TritonServerError(f"tritonserver exited with code {server.process.returncode}")
     except TritonServerError as exc:
         raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        pass
     finally:
         server.stop()

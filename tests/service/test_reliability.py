@@ -184,6 +184,9 @@ def test_overload_is_shed_with_429_and_retry_after(tiny_model_repository: Path, 
     assert metric(text, "relevance_http_requests_total", route="/v1/score", status="429") == statuses.count(429)
 
 
+RUNNER_ITEMS = 8000
+
+
 def test_work_stops_for_clients_that_left(tiny_model_repository: Path, tmp_path: Path) -> None:
     """Clients that give up (timeout) while queued are dropped from the queue, and a running request whose client
     left is cancelled: the encoder does not do their work. The runner is admitted first and leaves only after the
@@ -191,7 +194,8 @@ def test_work_stops_for_clients_that_left(tiny_model_repository: Path, tmp_path:
     hand-over against the disconnect notices)."""
     app = create_app(Settings(model_repository=tiny_model_repository, store="local",  # type: ignore[call-arg]
                               store_dir=tmp_path, grpc_port=None, max_concurrent_requests=1, max_queued_requests=8,
-                              max_queue_wait_ms=10_000, title_cache_mib=0, query_cache_mib=0))
+                              max_queue_wait_ms=10_000, title_cache_mib=0, query_cache_mib=0, max_items=RUNNER_ITEMS,
+                              max_body_bytes=16 * 2**20))
 
     def counted(url: str, name: str, want: float, **labels: str) -> str:
         deadline = time.monotonic() + 20
@@ -201,14 +205,16 @@ def test_work_stops_for_clients_that_left(tiny_model_repository: Path, tmp_path:
                 return text
             time.sleep(0.02)
 
-    async def post(url: str, k: int, timeout: float | None, repeat: int = 1) -> None:
-        items = [{"id": f"{k}-{j}", "title": f"{TITLES[j % 4]} {k} {j} " * repeat} for j in range(1000)]
+    async def post(url: str, k: int, timeout: float | None, repeat: int = 1, n: int = 1000) -> None:
+        items = [{"id": f"{k}-{j}", "title": f"{TITLES[j % 4]} {k} {j} " * repeat} for j in range(n)]
         async with httpx.AsyncClient(timeout=timeout) as client:
             with contextlib.suppress(httpx.TimeoutException):
                 await client.post(f"{url}/v1/score", json={"query": f"angle {k}", "items": items})
 
     async def leave(url: str) -> str:
-        runner = asyncio.create_task(post(url, 0, None, repeat=8))  # long titles: seconds of work
+        # long titles, many of them: the runner must still be running when the queued clients have been counted,
+        # however loaded the machine (each stage scales alike)
+        runner = asyncio.create_task(post(url, 0, None, repeat=8, n=RUNNER_ITEMS))
         await asyncio.to_thread(counted, url, "relevance_requests_in_flight", 1)
         await asyncio.gather(*(post(url, k, 0.05) for k in range(1, 5)))
         await asyncio.to_thread(counted, url, "relevance_abandoned_total", 4, stage="queued")
