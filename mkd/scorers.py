@@ -187,16 +187,12 @@ def load_scorer(model: str, *, version: int | None = None, model_name: str | Non
         return CommitteeScorer(committee, [load_scorer(m.resolved, show_progress=show_progress, calibrated=False).score
                                            for m in committee.members])
     try:
-        if is_model_repository(path):
-            chosen = resolve_model(path, model=model_name, version=version)
-            return RepositoryScorer(chosen if calibrated else chosen.uncalibrated(),
-                                    show_progress=show_progress)
-        if (path / SERVING_FILE).is_file():
-            directory = load_version_directory(path)
-            return RepositoryScorer(directory if calibrated else directory.uncalibrated(),
-                                    show_progress=show_progress)
+        exported = (resolve_model(path, model=model_name, version=version) if is_model_repository(path) else
+                    load_version_directory(path) if (path / SERVING_FILE).is_file() else None)
     except ModelRepositoryError as exc:
         raise UnknownModelError(f"--model {model!r}: {exc}") from None
+    if exported is not None:
+        return RepositoryScorer(exported if calibrated else exported.uncalibrated(), show_progress=show_progress)
     if (path / "student.json").is_file():
         from mkd.students.scoring import CheckpointScorer  # torch is imported only on this path
 

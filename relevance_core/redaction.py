@@ -9,8 +9,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"pass|pwd|token|secret|key|auth|credential|signature|sig\b", re.IGNORECASE)
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>()\[\]]*(?:\[[0-9a-f:.]+\][^\s'\"<>()]*)?[^\s'\"<>().,;:]",
-                  re.IGNORECASE)
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+_TRAILING = ").,;:"
+"""Punctuation that ends a sentence or a parenthesis around a URL rather than belonging to it."""
 
 
 def redact_url(url: str) -> str:
@@ -36,4 +37,10 @@ def redact_url(url: str) -> str:
 
 def redact(text: str) -> str:
     """Every URL inside ``text`` redacted (`redact_url`), the rest unchanged: for messages that quote a URL."""
-    return _URL.sub(lambda match: redact_url(match.group(0)), text)
+
+    def one(match: re.Match[str]) -> str:
+        url = match.group(0)
+        core = url.rstrip(_TRAILING)
+        return redact_url(core) + url[len(core):]
+
+    return _URL.sub(one, text)

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from mkd.commands.args import CATALOGUE, VALID_PAIRS, read_annotator, read_pairs
-from mkd.committee.committee import Committee, CommitteeScorer, Member, MemberScorer
+from mkd.committee.committee import Committee, CommitteeError, CommitteeScorer, Member, MemberScorer
 from relevance_core.console import fail
 
 committee_app = typer.Typer(no_args_is_help=True)
@@ -37,6 +37,7 @@ def fit(
     """Fit the committee's logistic-regression combiner on the validation split. Last line: the members' and the
     combiner's (out-of-fold, 5 folds by query) validation metrics as JSON."""
     from mkd.committee.committee import fit_committee
+    from mkd.scorers import UnknownModelError
 
     members = []
     for spec in member:
@@ -47,7 +48,7 @@ def fit(
     try:
         committee = fit_committee(members, _member_scorers(members), valid_pairs,
                                   read_pairs([valid_pairs], require_label=True), out)
-    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
+    except (CommitteeError, UnknownModelError) as exc:  # UnknownModelError: a member cannot score the pairs
         raise fail(str(exc)) from None
     print(json.dumps(committee.record["valid"]))
 
@@ -64,12 +65,13 @@ def member_scores(
     """Write a member's p(Good) of every pair as a compact, committable scores file: with it the member stays one
     (``--member NAME=scores:FILE``) when its weights are not kept. Last line: a JSON summary."""
     from mkd.committee.scores_file import score_to_file
+    from mkd.scorers import UnknownModelError
 
     scorer = _member_scorers([Member("member", model)])[0]
     chosen = read_pairs(pairs, require_label=False)
     try:
         summary = score_to_file(scorer, chosen, out, chunk=chunk)
-    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
+    except (CommitteeError, UnknownModelError) as exc:  # UnknownModelError: a member cannot score the pairs
         raise fail(str(exc)) from None
     print(json.dumps(summary))
 
@@ -85,16 +87,17 @@ def label(
     """Write the MKD teacher file: s_T, p_good/p_bad and a CoT consistent with the committee's verdict. Resumable.
     Last line: a JSON summary with the throughput."""
     from mkd.committee.labelling import label_with_committee
+    from mkd.scorers import UnknownModelError
 
     chosen = read_pairs(pairs, require_label=False)
     try:
         loaded = Committee.load(committee)
-    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
+    except CommitteeError as exc:
         raise fail(str(exc)) from None
     scorer = CommitteeScorer(loaded, _member_scorers(loaded.members))
     try:
         summary = label_with_committee(chosen, out, scorer, read_annotator(catalogue), chunk=chunk)
-    except ValueError as exc:  # a member that cannot score the pairs (UnknownModelError: its scores file lacks them)
+    except UnknownModelError as exc:  # a member cannot score the pairs (its scores file lacks them)
         raise fail(str(exc)) from None
     print(json.dumps(summary | {"out": str(out)}))
 
@@ -127,6 +130,6 @@ def expand(
         raise fail(f"--scores {scores_file}: no such file")
     try:
         summary = expand_scores(scores_file, read_pairs(pairs, require_label=False), out, read_annotator(catalogue))
-    except ValueError as exc:  # CommitteeError, or a member that cannot score the pairs (UnknownModelError)
+    except CommitteeError as exc:
         raise fail(str(exc)) from None
     print(json.dumps(summary))

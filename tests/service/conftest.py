@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.crc import key_slot
 
 from relevance_core.processes import stop_process
 from tests.ports import free_port
@@ -157,6 +158,18 @@ class RedisClusterNodes:
             cluster.stop()
             raise
         return cluster
+
+    def master_of(self, key: str) -> RedisServer:
+        """The master serving ``key``'s slot now."""
+        slot = key_slot(key.encode())
+        client = redis.Redis(port=self.nodes[0].port)
+        try:
+            for begin, end, (_, port, *_rest), *_replicas in client.cluster("slots"):
+                if begin <= slot <= end:
+                    return next(node for node in self.nodes if node.port == port)
+        finally:
+            client.close()
+        raise AssertionError(f"no master serves slot {slot}")
 
     def wait_ok(self, timeout_s: float = 20.0) -> None:
         """Until every running node says cluster_state:ok and knows every other node."""

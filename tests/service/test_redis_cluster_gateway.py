@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 from fastapi.testclient import TestClient
-from redis.crc import key_slot
 from typer.testing import CliRunner
 
 from relevance.cli import app as cli
@@ -56,18 +54,6 @@ def _gateway(url: str, repository: Path) -> TestClient:
                                           redis_url=url, namespace=NAMESPACE, grpc_port=None, active_poll_s=0)))
 
 
-def _master_of(cluster: RedisClusterNodes, key: str) -> RedisServer:
-    slot = key_slot(key.encode())
-    client = redis.Redis(port=cluster.nodes[0].port)
-    try:
-        for begin, end, (_, port, *_rest), *_replicas in client.cluster("slots"):
-            if begin <= slot <= end:
-                return next(node for node in cluster.nodes if node.port == port)
-    finally:
-        client.close()
-    raise AssertionError(f"no master serves slot {slot}")
-
-
 def test_the_cluster_serves_what_a_single_server_serves_and_survives_a_master(
         tmp_path: Path, cluster: RedisClusterNodes, redis_server: RedisServer, products: list[Product],
         tiny_model_repository: Path) -> None:
@@ -78,7 +64,7 @@ def test_the_cluster_serves_what_a_single_server_serves_and_survives_a_master(
         "kind": "redis-cluster", "url": cluster.url, "namespace": NAMESPACE}
     assert _index(redis_server.url, catalogue, tiny_model_repository)["items"] == len(products)
     label = str(summary["model_version"])
-    masters = {_master_of(cluster, f"{NAMESPACE}:{label}:{p.product_uid}").port for p in products}
+    masters = {cluster.master_of(f"{NAMESPACE}:{label}:{p.product_uid}").port for p in products}
     assert masters == {node.port for node in cluster.nodes}
 
     by_id = {"query": QUERY, "items": [{"id": p.product_uid} for p in products]}
@@ -93,10 +79,10 @@ def test_the_cluster_serves_what_a_single_server_serves_and_survives_a_master(
                                    atol=1e-6)
 
         # a master (neither the one the URL names nor the one holding the version's metadata) is killed
-        metadata = _master_of(cluster, "{" + f"{NAMESPACE}:{label}" + "}#codec")
+        metadata = cluster.master_of("{" + f"{NAMESPACE}:{label}" + "}#codec")
         victim = next(n for n in cluster.nodes if n is not metadata and n is not cluster.nodes[0])
         lost = {p.product_uid for p in products
-                if _master_of(cluster, f"{NAMESPACE}:{label}:{p.product_uid}") is victim}
+                if cluster.master_of(f"{NAMESPACE}:{label}:{p.product_uid}") is victim}
         victim.kill()
         titled = {p.product_uid for p in products[::2]}  # half the items come with their title
         items = [{"id": p.product_uid, **({"title": p.product_title} if p.product_uid in titled else {})}

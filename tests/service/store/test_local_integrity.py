@@ -21,14 +21,25 @@ FIRST = [f"p{i}" for i in range(30)]
 LATER = [f"p{i}" for i in range(30, 60)]
 
 
-def _two_generations(root: Path) -> tuple[Path, Path]:
+def _flushed(root: Path, *batches: list[str]) -> list[Path]:
+    """One generation per batch of ``ITEMS`` ids, flushed in order: their directories."""
     writer = LocalItemStore(root, "colbert:1", SQ8)
-    writer.put_many({k: ITEMS[k] for k in FIRST})
-    first = writer.flush()
-    writer.put_many({k: ITEMS[k] for k in LATER})
-    second = writer.flush()
+    generations = []
+    for ids in batches:
+        writer.put_many({k: ITEMS[k] for k in ids})
+        generation = writer.flush()
+        assert generation is not None
+        generations.append(generation)
     writer.close()
-    assert first is not None and second is not None
+    return generations
+
+
+def _one_generation(root: Path) -> Path:
+    return _flushed(root, FIRST)[0]
+
+
+def _two_generations(root: Path) -> tuple[Path, Path]:
+    first, second = _flushed(root, FIRST, LATER)
     return first, second
 
 
@@ -47,22 +58,14 @@ def _vectors(store: LocalItemStore, ids: list[str]) -> list[np.ndarray | None]:
 @pytest.mark.parametrize("name", ["codes.npy", "masks.npy", "token_ids.npy", "offsets.npy", "codec.bin",
                                   "index.json"])
 def test_a_damaged_file_is_refused_naming_it(tmp_path: Path, name: str) -> None:
-    writer = LocalItemStore(tmp_path, "colbert:1", SQ8)
-    writer.put_many({k: ITEMS[k] for k in FIRST})
-    generation = writer.flush()
-    writer.close()
-    assert generation is not None
+    generation = _one_generation(tmp_path)
     _garble(generation / name, at=200, count=16)
     with pytest.raises(StoreError, match=rf"{re.escape(name)}.*damaged"):
         LocalItemStore(tmp_path, "colbert:1")
 
 
 def test_swapped_ids_in_a_valid_index_json_are_refused(tmp_path: Path) -> None:
-    writer = LocalItemStore(tmp_path, "colbert:1", SQ8)
-    writer.put_many({k: ITEMS[k] for k in FIRST})
-    generation = writer.flush()
-    writer.close()
-    assert generation is not None
+    generation = _one_generation(tmp_path)
     index = json.loads((generation / "index.json").read_text())
     index["ids"][0], index["ids"][1] = index["ids"][1], index["ids"][0]
     (generation / "index.json").write_text(json.dumps(index))
@@ -72,11 +75,7 @@ def test_swapped_ids_in_a_valid_index_json_are_refused(tmp_path: Path) -> None:
 
 def test_offsets_that_do_not_partition_the_rows_are_refused_even_with_a_matching_manifest(tmp_path: Path) -> None:
     """A writer bug, not a disk: the checksums agree, the offsets do not describe the arrays."""
-    writer = LocalItemStore(tmp_path, "colbert:1", SQ8)
-    writer.put_many({k: ITEMS[k] for k in FIRST})
-    generation = writer.flush()
-    writer.close()
-    assert generation is not None
+    generation = _one_generation(tmp_path)
     offsets = np.load(generation / "offsets.npy")
     offsets[5], offsets[6] = offsets[6], offsets[5]
     np.save(generation / "offsets.npy", offsets)
@@ -86,11 +85,7 @@ def test_offsets_that_do_not_partition_the_rows_are_refused_even_with_a_matching
 
 
 def test_a_generation_without_a_manifest_is_refused(tmp_path: Path) -> None:
-    writer = LocalItemStore(tmp_path, "colbert:1", SQ8)
-    writer.put_many({k: ITEMS[k] for k in FIRST})
-    generation = writer.flush()
-    writer.close()
-    assert generation is not None
+    generation = _one_generation(tmp_path)
     (generation / MANIFEST).unlink()
     with pytest.raises(StoreError, match=f"no {MANIFEST}"):
         LocalItemStore(tmp_path, "colbert:1")

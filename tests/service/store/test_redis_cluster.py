@@ -21,19 +21,6 @@ from tests.service.conftest import RedisClusterNodes, RedisServer
 from tests.service.store.test_store import ITEMS, SQ8, assert_same
 
 
-def _node_of(cluster: RedisClusterNodes, key: str) -> RedisServer:
-    """The master serving ``key``'s slot."""
-    slot = key_slot(key.encode())
-    client = redis.Redis(port=cluster.nodes[0].port)
-    try:
-        for begin, end, (_, port, *_rest), *_replicas in client.cluster("slots"):
-            if begin <= slot <= end:
-                return next(node for node in cluster.nodes if node.port == port)
-    finally:
-        client.close()
-    raise AssertionError(f"no master serves slot {slot}")
-
-
 def _calls(port: int, command: str) -> int:
     client = redis.Redis(port=port)
     try:
@@ -58,7 +45,7 @@ def test_round_trip_spread_over_every_master(redis_cluster: RedisClusterNodes) -
         assert slots == list(range(len(ITEMS))) and len(batch) == len(ITEMS)
         assert reader.count() == len(ITEMS) and reader.missing(["p0", "x"]) == ["x"]
         assert redis_store.active_version(redis_cluster.url, "spread") == "colbert:1"
-        holders = {_node_of(redis_cluster, writer.key(i)).port for i in ITEMS}
+        holders = {redis_cluster.master_of(writer.key(i)).port for i in ITEMS}
         assert holders == {node.port for node in redis_cluster.nodes}  # not all on one slot or one master
         # the codec and the id set share a hash tag: one slot, one master
         assert key_slot(b"{spread:colbert:1}#codec") == key_slot(b"{spread:colbert:1}#ids")
@@ -82,7 +69,7 @@ def test_a_read_is_one_pipeline_per_master(redis_cluster: RedisClusterNodes) -> 
         slots_per_master: dict[int, set[int]] = {}
         for item_id in ITEMS:
             key = reader.key(item_id)
-            slots_per_master.setdefault(_node_of(redis_cluster, key).port, set()).add(key_slot(key.encode()))
+            slots_per_master.setdefault(redis_cluster.master_of(key).port, set()).add(key_slot(key.encode()))
         assert {port: after[port] - before[port] for port in ports} == {
             port: len(slots) for port, slots in slots_per_master.items()}
     finally:
@@ -98,10 +85,10 @@ def test_a_master_down_costs_only_its_items() -> None:
     try:
         store = open_redis_store(cluster.url, "down", "colbert:1", SQ8, timeout_s=0.5)
         store.put_many(ITEMS)
-        metadata = _node_of(cluster, "{down:colbert:1}#codec")
+        metadata = cluster.master_of("{down:colbert:1}#codec")
         victim = next(n for n in cluster.nodes if n is not metadata and n is not cluster.nodes[0])
         ids = list(ITEMS)
-        lost = {k for k, i in enumerate(ids) if _node_of(cluster, store.key(i)) is victim}
+        lost = {k for k, i in enumerate(ids) if cluster.master_of(store.key(i)) is victim}
         assert 0 < len(lost) < len(ids)
         victim.kill()
         with pytest.raises(PartialReadError) as caught:
@@ -131,10 +118,10 @@ def test_a_replica_promoted_in_place_of_a_dead_master_serves_its_items() -> None
     try:
         store = open_redis_store(cluster.url, "failover", "colbert:1", SQ8, timeout_s=0.5)
         store.put_many(ITEMS)
-        metadata = _node_of(cluster, "{failover:colbert:1}#codec")
+        metadata = cluster.master_of("{failover:colbert:1}#codec")
         victim = next(n for n in cluster.nodes[1:3] if n is not metadata)
         ids = list(ITEMS)
-        assert any(_node_of(cluster, store.key(i)) is victim for i in ids)
+        assert any(cluster.master_of(store.key(i)) is victim for i in ids)
         primary = redis.Redis(port=victim.port)
         assert primary.execute_command("WAIT", 1, 5000) == 1  # its replica has every write
         primary.close()
